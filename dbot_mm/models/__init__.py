@@ -1,0 +1,1 @@
+from . import algorithms, backbones, heads, necks, targets  # noqa: F401
