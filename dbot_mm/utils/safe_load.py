@@ -1,0 +1,193 @@
+"""Safe checkpoint loading for mmengine on torch >= 2.6.
+
+mmengine 0.10.7 calls ``torch.load(filename)`` with torch's default
+``weights_only``. Since torch 2.6 that default is ``True``, so every
+checkpoint written by an mmengine ``Runner`` (its ``message_hub`` holds
+``HistoryBuffer`` objects and numpy arrays) fails to load. The tempting fix,
+``weights_only=False`` / ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD``, would let any
+downloaded ``.pth`` run code. Instead we keep ``weights_only=True`` and allow
+exactly the globals that mmengine and numpy checkpoints need; anything else
+is refused with an error naming the file, the offending globals and the
+opt-in for a file the user trusts.
+"""
+import contextlib
+import os
+import os.path as osp
+import pickle
+import warnings
+from typing import Iterable, List, Optional
+
+import numpy as np
+import torch
+
+TRUSTED_ENV = 'DBOT_MM_TRUSTED_CHECKPOINTS'
+
+_trusted_paths = set()
+
+
+class UnsafeCheckpointError(pickle.UnpicklingError):
+    """A checkpoint needs globals outside the allow-list."""
+
+
+def _numpy_globals() -> List[tuple]:
+    """numpy objects that plain arrays, scalars and dtypes pickle into.
+
+    Listed under both the numpy-2 (``numpy._core``) and numpy-1
+    (``numpy.core``) module paths, so checkpoints written by either load.
+    """
+    core = np._core if hasattr(np, '_core') else np.core
+    multiarray = core.multiarray
+    items = [(np.ndarray, 'numpy.ndarray'), (np.dtype, 'numpy.dtype')]
+    for mod_name in ('numpy._core.multiarray', 'numpy.core.multiarray'):
+        items.append((multiarray._reconstruct, f'{mod_name}._reconstruct'))
+        items.append((multiarray.scalar, f'{mod_name}.scalar'))
+    dtypes = getattr(np, 'dtypes', None)
+    if dtypes is not None:  # numpy >= 1.25 pickles dtypes by their class
+        for name in dir(dtypes):
+            obj = getattr(dtypes, name)
+            if isinstance(obj, type) and issubclass(obj, np.dtype):
+                items.append((obj, f'numpy.dtypes.{name}'))
+    return items
+
+
+def _history_buffer_getattr(obj, name):
+    """The only ``getattr`` a checkpoint may call.
+
+    mmengine pickles ``HistoryBuffer._statistics_methods`` as
+    ``getattr(HistoryBuffer, 'mean')`` and friends. A general ``getattr``
+    in an unpickler is a step towards arbitrary attribute access, so this
+    one answers only for statistics methods of ``HistoryBuffer``.
+    """
+    from mmengine.logging import HistoryBuffer
+    if (isinstance(obj, type) and issubclass(obj, HistoryBuffer)
+            and isinstance(name, str) and not name.startswith('_')
+            and callable(getattr(HistoryBuffer, name, None))):
+        return getattr(obj, name)
+    raise UnsafeCheckpointError(
+        f'checkpoint asked for getattr({obj!r}, {name!r}), which is not on '
+        'the allow-list (only HistoryBuffer statistics methods are)')
+
+
+def allowed_globals() -> List:
+    """Globals besides torch's own that a checkpoint may reference."""
+    from mmengine.logging import HistoryBuffer
+    items = [HistoryBuffer, (_history_buffer_getattr, 'builtins.getattr')]
+    items += _numpy_globals()
+    return items
+
+
+def _allowed_names() -> set:
+    names = set()
+    for g in allowed_globals():
+        names.add(g[1] if isinstance(g, tuple) else
+                  f'{g.__module__}.{g.__qualname__}')
+    return names
+
+
+def _normalise(path) -> str:
+    return osp.realpath(osp.expanduser(str(path)))
+
+
+def _env_trusted() -> set:
+    value = os.environ.get(TRUSTED_ENV, '')
+    return {_normalise(p) for p in value.split(os.pathsep) if p.strip()}
+
+
+def is_trusted(filename) -> bool:
+    if not isinstance(filename, (str, os.PathLike)):
+        return False
+    path = _normalise(filename)
+    return path in _trusted_paths or path in _env_trusted()
+
+
+def trust_checkpoint(*paths) -> None:
+    """Opt in to a full (unsafe) pickle load for these exact files."""
+    for p in paths:
+        _trusted_paths.add(_normalise(p))
+
+
+@contextlib.contextmanager
+def trusted_checkpoints(paths: Iterable):
+    """Temporarily trust ``paths`` (see :func:`trust_checkpoint`)."""
+    added = {_normalise(p) for p in paths} - _trusted_paths
+    _trusted_paths.update(added)
+    try:
+        yield
+    finally:
+        _trusted_paths.difference_update(added)
+
+
+def safe_load(filename, map_location=None, trusted: Optional[bool] = None):
+    """``torch.load`` with ``weights_only=True`` and the mmengine allow-list.
+
+    Args:
+        filename: path or file object.
+        map_location: as for ``torch.load``.
+        trusted: force a full pickle load (``True``) for a file you trust;
+            by default only files registered with :func:`trust_checkpoint`
+            or listed in ``$DBOT_MM_TRUSTED_CHECKPOINTS`` are loaded fully.
+    """
+    if trusted is None:
+        trusted = is_trusted(filename)
+    if trusted:
+        warnings.warn(f'Loading trusted checkpoint {filename} with a full '
+                      'pickle load (weights_only=False).')
+        return torch.load(filename, map_location=map_location,
+                          weights_only=False)
+    try:
+        with torch.serialization.safe_globals(allowed_globals()):
+            return torch.load(filename, map_location=map_location,
+                              weights_only=True)
+    except pickle.UnpicklingError as e:
+        offending = ''
+        if isinstance(filename, (str, os.PathLike)):
+            try:
+                names = torch.serialization.get_unsafe_globals_in_checkpoint(
+                    filename)
+                names = [n for n in names if n not in _allowed_names()]
+                if names:
+                    offending = f' It references: {", ".join(names)}.'
+            except Exception:  # the file may not even be a zip checkpoint
+                pass
+        raise UnsafeCheckpointError(
+            f'Refused to load checkpoint "{filename}": it contains objects '
+            f'outside the safe allow-list.{offending} Nothing in it was '
+            'executed. If you trust this file, opt in for it alone with '
+            f'{TRUSTED_ENV}={filename} (os.pathsep-separated list) or '
+            f'dbot_mm.utils.trust_checkpoint("{filename}"). '
+            f'(torch said: {str(e).splitlines()[0]})') from None
+
+
+def _load_from_local(filename, map_location):
+    filename = osp.expanduser(filename)
+    if not osp.isfile(filename):
+        raise FileNotFoundError(f'{filename} can not be found.')
+    return safe_load(filename, map_location=map_location)
+
+
+def _load_from_http(filename, map_location=None, model_dir=None,
+                    progress=False):
+    """Download (rank 0 first) into torch's hub cache, then load safely."""
+    from mmengine.dist import get_dist_info
+    from torch.hub import download_url_to_file, get_dir
+    from urllib.parse import urlparse
+    rank, world_size = get_dist_info()
+    model_dir = model_dir or osp.join(get_dir(), 'checkpoints')
+    os.makedirs(model_dir, exist_ok=True)
+    cached = osp.join(model_dir, osp.basename(urlparse(filename).path))
+    if rank == 0 and not osp.exists(cached):
+        download_url_to_file(filename, cached, progress=progress)
+    if world_size > 1:
+        torch.distributed.barrier()
+    return safe_load(cached, map_location=map_location)
+
+
+def patch_mmengine() -> None:
+    """Route mmengine's local and http checkpoint loading through here."""
+    from mmengine.runner import checkpoint as ckpt
+    ckpt.CheckpointLoader.register_scheme(
+        prefixes='', loader=_load_from_local, force=True)
+    ckpt.CheckpointLoader.register_scheme(
+        prefixes=('http://', 'https://'), loader=_load_from_http, force=True)
+    ckpt.load_from_local = _load_from_local
+    ckpt.load_from_http = _load_from_http
