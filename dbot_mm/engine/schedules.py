@@ -1,0 +1,135 @@
+"""The dBOT learning-rate schedule: warmup + half-cycle cosine, restarted per stage.
+
+The official code (``util/lr_sched.py``) computes, at every iteration, the
+fractional epoch ``e`` inside the current stage of length ``E`` and sets::
+
+    lr = base * e / W                                     if e < W
+    lr = base * (1 + cos(pi * (e - W) / (E - W))) / 2     otherwise
+
+mmengine's ``LinearLR`` / ``CosineAnnealingLR`` are *chained*: each step
+multiplies the LR the previous step left behind. After a cosine has taken the
+LR to ~0, a second ``LinearLR`` can only multiply that ~0, so the warmup of
+stage 2 would never come back up. The two schedulers below compute their value
+from the base LR instead, so a stage can restart; per-stage ``begin``/``end``
+do the rest. :func:`stage_lr_schedulers` writes the config dicts.
+"""
+import math
+from typing import List, Sequence
+
+from mmengine.optim.scheduler import (CosineAnnealingParamScheduler,
+                                      LinearParamScheduler)
+from mmengine.optim.scheduler.lr_scheduler import LRSchedulerMixin
+from mmpretrain.registry import PARAM_SCHEDULERS
+
+__all__ = [
+    'StageLinearLR', 'StageCosineAnnealingLR', 'stage_lr_schedulers',
+    'check_stages'
+]
+
+
+@PARAM_SCHEDULERS.register_module()
+class StageLinearLR(LRSchedulerMixin, LinearParamScheduler):
+    """Linear warmup from ``start_factor * base`` that restarts from the base LR.
+
+    Unlike mmengine's ``LinearLR`` the factor reaches ``end_factor`` at
+    ``end`` (the first step *after* the warmup), as the official
+    ``lr * epoch / warmup`` does, and ``start_factor=0`` is allowed.
+    """
+
+    def _get_value(self):
+        # Closed form, independent of the LR left by earlier schedulers.
+        progress = self.last_step / (self.end - self.begin)
+        factor = self.start_factor + (self.end_factor -
+                                      self.start_factor) * progress
+        return [base * factor for base in self.base_values]
+
+
+@PARAM_SCHEDULERS.register_module()
+class StageCosineAnnealingLR(LRSchedulerMixin, CosineAnnealingParamScheduler):
+    """Half-cycle cosine from the base LR to ``eta_min`` over ``T_max`` steps.
+
+    Closed form rather than mmengine's chained recursion, so it starts at
+    exactly the base LR whatever the warmup before it left, and accumulates no
+    rounding over ~10^6 iterations.
+    """
+
+    def _get_value(self):
+        cos_factor = (1 + math.cos(math.pi * self.last_step / self.T_max)) / 2
+        values = []
+        for base in self.base_values:
+            eta_min = (base * self.eta_min_ratio
+                       if self.eta_min_ratio is not None else self.eta_min)
+            values.append(eta_min + (base - eta_min) * cos_factor)
+        return values
+
+
+def check_stages(stages: Sequence[int], key: str = 'stages') -> List[int]:
+    """Validate a stage-boundary list such as ``[0, 800, 1600]``.
+
+    Raises ``ValueError`` naming ``key`` so a config error points at the
+    offending option.
+    """
+    stages = list(stages)
+    if len(stages) < 2:
+        raise ValueError(
+            f'`{key}` must list the stage boundaries in epochs, from 0 to the '
+            f'last epoch, e.g. [0, 800, 1600]; got {stages}')
+    if any(not isinstance(s, int) or isinstance(s, bool) for s in stages):
+        raise ValueError(f'`{key}` must contain integer epochs; got {stages}')
+    if stages[0] != 0:
+        raise ValueError(f'`{key}` must start at epoch 0; got {stages}')
+    if any(b <= a for a, b in zip(stages[:-1], stages[1:])):
+        raise ValueError(f'`{key}` must be strictly increasing; got {stages}')
+    return stages
+
+
+def stage_lr_schedulers(stages: Sequence[int],
+                        warmup_epochs: int = 40,
+                        start_factor: float = 0.,
+                        eta_min: float = 0.,
+                        convert_to_iter_based: bool = True) -> List[dict]:
+    """Return ``param_scheduler`` dicts for the per-stage dBOT LR schedule.
+
+    Args:
+        stages (Sequence[int]): Stage boundaries in epochs, e.g.
+            ``[0, 800, 1600]`` for two stages of 800 epochs.
+        warmup_epochs (int): Linear warmup at the start of every stage
+            (official: 40). 0 disables it.
+        start_factor (float): LR factor at the first warmup step
+            (official: 0).
+        eta_min (float): LR at the end of each stage (official ``min_lr``: 0).
+        convert_to_iter_based (bool): Update every iteration, as the official
+            code does, while begin/end stay readable in epochs.
+
+    Returns:
+        list[dict]: Two schedulers per stage (one if ``warmup_epochs`` is 0).
+    """
+    stages = check_stages(stages)
+    if not isinstance(warmup_epochs, int) or warmup_epochs < 0:
+        raise ValueError('`warmup_epochs` must be a non-negative integer; '
+                         f'got {warmup_epochs}')
+    schedulers = []
+    for begin, end in zip(stages[:-1], stages[1:]):
+        if warmup_epochs >= end - begin:
+            raise ValueError(
+                f'`warmup_epochs` ({warmup_epochs}) must be shorter than '
+                f'every stage; stage [{begin}, {end}) is {end - begin} epochs')
+        if warmup_epochs:
+            schedulers.append(
+                dict(
+                    type='StageLinearLR',
+                    start_factor=start_factor,
+                    end_factor=1.0,
+                    by_epoch=True,
+                    begin=begin,
+                    end=begin + warmup_epochs,
+                    convert_to_iter_based=convert_to_iter_based))
+        schedulers.append(
+            dict(
+                type='StageCosineAnnealingLR',
+                eta_min=eta_min,
+                by_epoch=True,
+                begin=begin + warmup_epochs,
+                end=end,
+                convert_to_iter_based=convert_to_iter_based))
+    return schedulers
