@@ -44,7 +44,6 @@ setup(
         'tests': read_requirements('requirements/tests.txt'),
     },
     classifiers=[
-        'License :: OSI Approved :: Apache Software License',
         'Programming Language :: Python :: 3',
         'Topic :: Scientific/Engineering :: Artificial Intelligence',
     ],

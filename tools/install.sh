@@ -31,7 +31,14 @@ say() { printf '[install %4ds] %s\n' "$(( $(date +%s) - T0 ))" "$*"; }
 die() { printf '\n[install] ERROR: %s\n' "$*" >&2; exit 1; }
 trap 'die "step failed at line $LINENO (command: $BASH_COMMAND). Fix the cause and re-run tools/install.sh; finished steps are skipped."' ERR
 
-pip_q() { "$PY" -m pip install --disable-pip-version-check -q "$@" 2> >(grep -v "^WARNING: Location" >&2); }
+# pip's output is kept quiet and shown only when a step fails.
+pip_q() {
+  local log; log=$(mktemp)
+  if ! "$PY" -m pip install --disable-pip-version-check -q "$@" >"$log" 2>&1; then
+    grep -v "^WARNING: Location" "$log" | tail -n 30 >&2; rm -f "$log"; return 1
+  fi
+  rm -f "$log"
+}
 
 # A stamp of every input that decides what the venv holds: when it matches
 # and the import check passes, there is nothing to do.

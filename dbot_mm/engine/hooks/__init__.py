@@ -1,1 +1,4 @@
 
+from .stage_bootstrap_hook import StageBootstrapHook  # noqa: F401
+from .epoch_seed_hook import EpochSeedHook  # noqa: F401
+from .non_finite_loss_hook import NonFiniteLossHook  # noqa: F401

@@ -1,0 +1,38 @@
+"""Per-epoch reseeding, so that a resumed run repeats an uninterrupted one."""
+import random
+
+import numpy as np
+import torch
+from mmengine.hooks import Hook
+from mmpretrain.registry import HOOKS
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """A 32-bit seed mixed from the run's seed and the epoch."""
+    return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
+
+
+@HOOKS.register_module()
+class EpochSeedHook(Hook):
+    """Reseed ``random``, numpy and torch (CPU and CUDA) at every epoch start.
+
+    mmengine does not save RNG states, so after ``--resume`` the masking noise,
+    the augmentations and the dataloader worker seeds would follow another
+    stream than the uninterrupted run. Instead of carrying the states of every
+    rank in the checkpoint, the global RNGs are set to a function of
+    ``(runner.seed, epoch)`` before each epoch's first batch is drawn: an
+    epoch replays identically whatever ran before it (validation, kNN
+    monitoring, model building on resume), on every rank without any
+    gathering. ``runner.seed`` includes the rank when
+    ``randomness.diff_rank_seed`` is set, and is restored from the checkpoint
+    on resume. mmengine resumes at epoch boundaries, which is where this
+    acts; set ``randomness.seed`` so that the sampler order also repeats.
+    """
+
+    priority = 'VERY_HIGH'
+
+    def before_train_epoch(self, runner) -> None:
+        seed = epoch_seed(runner.seed, runner.epoch)
+        random.seed(seed)
+        np.random.seed(seed)
+        torch.manual_seed(seed)  # also seeds every CUDA device

@@ -1,0 +1,160 @@
+"""Student encoder for dBOT pre-training.
+
+mmpretrain's ``MAEViT`` draws its masking noise internally, so two runs (or
+two implementations) can never be compared on the same mask. ``DBOTViT``
+only adds an optional ``noise`` input and clear errors on bad image sizes; the
+parameter layout stays that of ``MAEViT`` so checkpoints stay interchangeable
+with mmpretrain's MAE and with the teacher.
+"""
+from typing import Optional, Sequence, Tuple, Union
+
+import torch
+from mmpretrain.models.selfsup.mae import MAEViT
+from mmpretrain.registry import MODELS
+
+
+def _pair(value) -> Tuple[int, int]:
+    if isinstance(value, int):
+        return value, value
+    value = tuple(value)
+    if len(value) != 2:
+        raise ValueError(f'expected an int or a pair, got {value!r}')
+    return int(value[0]), int(value[1])
+
+
+def check_patch_grid(img_size, patch_size, owner: str) -> Tuple[int, int]:
+    """Fail early instead of letting mmcv's PatchEmbed pad silently.
+
+    The fixed sin-cos tables and the token count shared by student, decoder
+    and teacher all assume a square grid of whole patches.
+    """
+    (h, w), (ph, pw) = _pair(img_size), _pair(patch_size)
+    if h % ph or w % pw:
+        raise ValueError(
+            f'{owner}: img_size={img_size} is not divisible by '
+            f'patch_size={patch_size}; choose an img_size that is a '
+            f'multiple of patch_size.')
+    grid = (h // ph, w // pw)
+    if grid[0] != grid[1]:
+        raise ValueError(
+            f'{owner}: img_size={img_size} with patch_size={patch_size} '
+            f'gives a {grid[0]}x{grid[1]} patch grid; the fixed 2-D sin-cos '
+            f'position embedding needs a square grid.')
+    return grid
+
+
+@MODELS.register_module()
+class DBOTViT(MAEViT):
+    """MAE-style ViT that encodes only the visible patches.
+
+    Args:
+        arch, img_size, patch_size, drop_path_rate, norm_cfg, final_norm,
+        out_type, interpolate_mode, patch_cfg, layer_cfgs, init_cfg: as in
+            mmpretrain ``MAEViT``.
+        mask_ratio (float): Share of patches hidden from the encoder.
+            Defaults to 0.75.
+    """
+
+    def __init__(self,
+                 arch: Union[str, dict] = 'b',
+                 img_size: int = 224,
+                 patch_size: int = 16,
+                 out_indices: Union[Sequence, int] = -1,
+                 drop_rate: float = 0.,
+                 drop_path_rate: float = 0.,
+                 norm_cfg: dict = dict(type='LN', eps=1e-6),
+                 final_norm: bool = True,
+                 out_type: str = 'raw',
+                 interpolate_mode: str = 'bicubic',
+                 patch_cfg: dict = dict(),
+                 layer_cfgs: dict = dict(),
+                 mask_ratio: float = 0.75,
+                 init_cfg: Optional[Union[list, dict]] = None) -> None:
+        check_patch_grid(img_size, patch_size, type(self).__name__)
+        if not 0. <= mask_ratio < 1.:
+            raise ValueError(f'mask_ratio must be in [0, 1), got {mask_ratio}')
+        super().__init__(
+            arch=arch,
+            img_size=img_size,
+            patch_size=patch_size,
+            out_indices=out_indices,
+            drop_rate=drop_rate,
+            drop_path_rate=drop_path_rate,
+            norm_cfg=norm_cfg,
+            final_norm=final_norm,
+            out_type=out_type,
+            interpolate_mode=interpolate_mode,
+            patch_cfg=patch_cfg,
+            layer_cfgs=layer_cfgs,
+            mask_ratio=mask_ratio,
+            init_cfg=init_cfg)
+
+    @property
+    def num_keep(self) -> int:
+        """Visible patches per image (same rounding as the official code)."""
+        return int(self.num_patches * (1 - self.mask_ratio))
+
+    def random_masking(
+        self,
+        x: torch.Tensor,
+        mask_ratio: float = 0.75,
+        noise: Optional[torch.Tensor] = None
+    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Per-sample random masking: keep the patches with the smallest noise.
+
+        A caller-supplied ``noise`` (B, L) makes the mask reproducible. The
+        sort is stable so a 0/1 mask used as noise keeps exactly its zeros.
+
+        Returns:
+            visible tokens (B, K, C), mask (B, L) with 1 = hidden, and the
+            permutation that puts the decoder's tokens back in image order.
+        """
+        B, L, C = x.shape
+        num_keep = int(L * (1 - mask_ratio))
+        if noise is None:
+            noise = torch.rand(B, L, device=x.device)
+        elif noise.shape != (B, L):
+            raise ValueError(f'noise must have shape (B, L)=({B}, {L}), '
+                             f'got {tuple(noise.shape)}')
+        noise = noise.to(x.device)
+
+        shuffle = torch.argsort(noise, dim=1, stable=True)
+        restore = torch.argsort(shuffle, dim=1)
+        keep = shuffle[:, :num_keep]
+        visible = torch.gather(x, 1, keep.unsqueeze(-1).expand(-1, -1, C))
+
+        mask = torch.ones(B, L, device=x.device)
+        mask[:, :num_keep] = 0
+        mask = torch.gather(mask, 1, restore)
+        return visible, mask, restore
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        mask: Optional[bool] = True,
+        noise: Optional[torch.Tensor] = None
+    ) -> Union[Tuple[torch.Tensor, ...], Tuple[torch.Tensor, torch.Tensor,
+                                               torch.Tensor]]:
+        """Encode visible patches (``mask`` truthy) or the full image.
+
+        With ``mask=None``/``False`` this is the plain ViT forward used for
+        feature extraction; otherwise it returns ``(latent, mask,
+        ids_restore)`` like ``MAEViT``.
+        """
+        if not mask:
+            return super(MAEViT, self).forward(x)
+        if tuple(x.shape[-2:]) != tuple(self.img_size):
+            raise ValueError(
+                f'{type(self).__name__}: input of size {tuple(x.shape[-2:])} '
+                f'does not match img_size={tuple(self.img_size)}; masked '
+                f'pre-training uses fixed-size crops.')
+        B = x.shape[0]
+        x = self.patch_embed(x)[0] + self.pos_embed[:, 1:, :]
+        x, mask, ids_restore = self.random_masking(x, self.mask_ratio, noise)
+        cls = (self.cls_token + self.pos_embed[:, :1, :]).expand(B, -1, -1)
+        x = torch.cat([cls, x], dim=1)
+        for layer in self.layers:
+            x = layer(x)
+        if self.final_norm:
+            x = self.ln1(x)
+        return x, mask, ids_restore
