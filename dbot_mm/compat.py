@@ -3,13 +3,17 @@
 * mmengine 0.10.7 + torch >= 2.6: checkpoints are loaded through
   :mod:`dbot_mm.utils.safe_load` (``weights_only=True`` plus an explicit
   allow-list) instead of failing on ``HistoryBuffer``.
+* Checkpoints are written atomically (temp file + rename) and
+  ``--resume auto`` never picks a truncated one
+  (:mod:`dbot_mm.utils.checkpoint_io`).
 * numpy >= 2.4 removed ``np.in1d``, which mmpretrain's retrieval metrics
   still call; it is restored as the documented equivalent
   ``np.isin(ar1.ravel(), ar2)`` only when missing.
 """
 import numpy as np
 
-from .utils.safe_load import patch_mmengine
+from .utils.checkpoint_io import patch_mmengine as _patch_saving
+from .utils.safe_load import patch_mmengine as _patch_loading
 
 
 def _in1d(ar1, ar2, assume_unique=False, invert=False, *, kind=None):
@@ -19,7 +23,8 @@ def _in1d(ar1, ar2, assume_unique=False, invert=False, *, kind=None):
 
 
 def apply() -> None:
-    patch_mmengine()
+    _patch_loading()
+    _patch_saving()
     if not hasattr(np, 'in1d'):
         np.in1d = _in1d
 

@@ -1,1 +1,3 @@
+from .dbot import DBOT
 
+__all__ = ['DBOT']

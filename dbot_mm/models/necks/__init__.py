@@ -1,1 +1,3 @@
+from .dbot_decoder import DBOTDecoder
 
+__all__ = ['DBOTDecoder']

@@ -1,1 +1,3 @@
+from .vit_teacher import ViTTeacher
 
+__all__ = ['ViTTeacher']

@@ -1,0 +1,305 @@
+"""kNN accuracy of the student encoder while it pretrains.
+
+The pretraining loss says little about how good the representation is, and
+dBOT's loss jumps at every stage boundary by design; a kNN classifier on
+frozen features (as in DINO) is a cheap, label-using check that the
+bootstrapped stages improve the encoder.
+"""
+import inspect
+from typing import List, Optional, Sequence, Set, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from mmengine.dist import (all_gather_object, broadcast_object_list,
+                           get_world_size)
+from mmengine.hooks import Hook
+from mmengine.model import is_model_wrapper
+from mmpretrain.registry import HOOKS
+from torch.utils.data import DataLoader
+
+
+def knn_scores(train_feats: torch.Tensor,
+               train_labels: torch.Tensor,
+               val_feats: torch.Tensor,
+               k: int = 20,
+               T: float = 0.07,
+               num_classes: Optional[int] = None,
+               chunk_size: int = 1024) -> torch.Tensor:
+    """Per-class vote of DINO's weighted kNN, shape (N_val, num_classes).
+
+    Each of the ``k`` most cosine-similar train samples votes for its label
+    with weight ``exp(sim / T)``.  Features are L2-normalised here, so raw
+    features may be passed.  Val rows are processed in chunks to bound the
+    (chunk, N_train) similarity matrix.
+    """
+    train_labels = train_labels.long().to(train_feats.device)
+    if num_classes is None:
+        num_classes = int(train_labels.max()) + 1
+    train = F.normalize(train_feats.float(), dim=1)
+    val = F.normalize(val_feats.float().to(train.device), dim=1)
+    k = min(k, train.shape[0])
+    scores = []
+    for chunk in val.split(chunk_size):
+        sim, idx = (chunk @ train.T).topk(k, dim=1)
+        votes = torch.zeros(chunk.shape[0], num_classes, device=train.device)
+        scores.append(votes.scatter_add_(1, train_labels[idx],
+                                         (sim / T).exp()))
+    if not scores:
+        return torch.zeros(0, num_classes, device=train.device)
+    return torch.cat(scores)
+
+
+def knn_classify(train_feats: torch.Tensor,
+                 train_labels: torch.Tensor,
+                 val_feats: torch.Tensor,
+                 k: int = 20,
+                 T: float = 0.07,
+                 num_classes: Optional[int] = None) -> torch.Tensor:
+    """Predicted label of every val feature (see :func:`knn_scores`)."""
+    return knn_scores(train_feats, train_labels, val_feats, k, T,
+                      num_classes).argmax(dim=1)
+
+
+def _parse_boundaries(stages) -> Optional[List[int]]:
+    """Epoch numbers out of a list of ints, or of dicts / objects with
+    begin / end keys; None when the list has no such shape."""
+    values = []
+    for s in stages:
+        if isinstance(s, (int, np.integer)) and not isinstance(s, bool):
+            values.append(int(s))
+            continue
+        found = False
+        for key in ('begin', 'start', 'end', 'epoch', 'boundary'):
+            v = s.get(key) if isinstance(s, dict) else getattr(s, key, None)
+            if isinstance(v, (int, np.integer)) and not isinstance(v, bool):
+                values.append(int(v))
+                found = True
+        if not found:
+            return None
+    return values
+
+
+@HOOKS.register_module()
+class KNNMonitorHook(Hook):
+    """Log DINO-style kNN top-1 of the student encoder during pretraining.
+
+    Runs every ``interval`` epochs (iterations with ``by_epoch=False``) and
+    at the end of every stage.  The stage boundaries come from ``stages``
+    or, when None, from any hook in ``runner.hooks`` with a ``stages``
+    attribute (``StageBootstrapHook``): cumulative epochs such as
+    ``[0, 800, 1600]``; every boundary > 0 and the last epoch count as a
+    stage end.  The priority is ABOVE_NORMAL so that it measures the student
+    before any NORMAL hook of the same epoch touches it; StageBootstrapHook
+    re-initialises the student only in the next ``before_train_epoch``.
+
+    Images go through the model's own ``data_preprocessor`` and then
+    ``model.backbone`` in eval mode without masking.  The result (percent)
+    is written to the message hub as ``knn/top1``, the log and the
+    visualizer.  Under DDP every rank embeds its shard; the shards are
+    gathered so that all ranks see the same number.
+
+    Args:
+        train_dataloader (dict | DataLoader): Labelled memory bank, e.g. a
+            ``CustomDataset`` with a test-style pipeline ending in
+            ``PackInputs``.  A dict without ``sampler`` gets
+            ``DefaultSampler(shuffle=False)``.
+        val_dataloader (dict | DataLoader): Labelled queries.
+        interval (int): Period in epochs (or iterations); 0 or less: only
+            at stage ends.
+        stages (Sequence[int], optional): Stage boundaries, overriding the
+            ones found on a StageBootstrapHook (which are only looked up
+            with ``by_epoch=True``).
+        k (int): Neighbours. Defaults to 20.
+        temperature (float): Vote temperature. Defaults to 0.07.
+        feat (str): 'mean' of the patch tokens or the 'cls' token.
+        num_classes (int, optional): Defaults to the length of the train
+            set's ``metainfo['classes']``, else the largest label + 1.
+        backbone_kwargs (dict, optional): Extra forward arguments.  None
+            passes ``mask=None`` to a backbone whose forward has a ``mask``
+            argument (mmpretrain's ``MAEViT`` treats ``mask=False`` as
+            masked), nothing otherwise.
+        by_epoch (bool): Count ``interval`` and ``stages`` in epochs.
+    """
+
+    priority = 'ABOVE_NORMAL'
+
+    def __init__(self,
+                 train_dataloader: Union[dict, DataLoader],
+                 val_dataloader: Union[dict, DataLoader],
+                 interval: int = 1,
+                 stages: Optional[Sequence[int]] = None,
+                 k: int = 20,
+                 temperature: float = 0.07,
+                 feat: str = 'mean',
+                 num_classes: Optional[int] = None,
+                 backbone_kwargs: Optional[dict] = None,
+                 by_epoch: bool = True):
+        if feat not in ('mean', 'cls'):
+            raise ValueError(f"feat must be 'mean' or 'cls', got {feat!r}")
+        self._loader_cfgs = dict(train=train_dataloader, val=val_dataloader)
+        self._loaders = {}
+        self.interval = interval
+        self.stages = None if stages is None else list(stages)
+        self.k = k
+        self.temperature = temperature
+        self.feat = feat
+        self.num_classes = num_classes
+        self.backbone_kwargs = backbone_kwargs
+        self.by_epoch = by_epoch
+        self._stage_ends: Optional[Set[int]] = None
+
+    # ---- when -----------------------------------------------------------
+    def _find_stage_ends(self, runner) -> Set[int]:
+        stages, source = self.stages, 'KNNMonitorHook.stages'
+        if stages is None and self.by_epoch:  # hooks count stages in epochs
+            for hook in getattr(runner, 'hooks', []):
+                if hook is not self and hasattr(hook, 'stages'):
+                    stages, source = hook.stages, type(hook).__name__
+                    break
+        last = runner.max_epochs if self.by_epoch else runner.max_iters
+        ends = {last}
+        if stages is not None:
+            values = _parse_boundaries(stages)
+            if values is None:
+                runner.logger.warning(
+                    f'KNNMonitorHook: cannot read stage boundaries from '
+                    f'{source} ({stages!r}); monitoring every '
+                    f'{self.interval} and at the end only.')
+            else:
+                ends |= {v for v in values if 0 < v <= last}
+        return ends
+
+    def _due(self, runner, done: int) -> bool:
+        if self._stage_ends is None:
+            self._stage_ends = self._find_stage_ends(runner)
+        return ((self.interval > 0 and done % self.interval == 0)
+                or done in self._stage_ends)
+
+    def after_train_epoch(self, runner) -> None:
+        if self.by_epoch and self._due(runner, runner.epoch + 1):
+            self.evaluate(runner, step=runner.epoch + 1)
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None,
+                         outputs=None) -> None:
+        if not self.by_epoch and self._due(runner, runner.iter + 1):
+            self.evaluate(runner, step=runner.iter + 1)
+
+    # ---- what -----------------------------------------------------------
+    def _loader(self, runner, split: str) -> DataLoader:
+        if split not in self._loaders:
+            cfg = self._loader_cfgs[split]
+            if isinstance(cfg, dict):
+                cfg = dict(cfg)  # build_dataloader deep-copies it
+                cfg.setdefault('sampler',
+                               dict(type='DefaultSampler', shuffle=False))
+                cfg = runner.build_dataloader(cfg, seed=runner.seed)
+            self._loaders[split] = cfg
+        return self._loaders[split]
+
+    def _forward_kwargs(self, backbone) -> dict:
+        if self.backbone_kwargs is not None:
+            return dict(self.backbone_kwargs)
+        try:
+            params = inspect.signature(backbone.forward).parameters
+        except (TypeError, ValueError):
+            return {}
+        return dict(mask=None) if 'mask' in params else {}
+
+    def _pool(self, out, backbone) -> torch.Tensor:
+        """One vector per image from the usual backbone output shapes."""
+        if isinstance(out, (tuple, list)):
+            out = out[-1]  # last of out_indices
+        if out.dim() == 2:  # already pooled (cls_token / avg_featmap)
+            return out
+        if out.dim() == 4:  # (B, C, H, W) feature map
+            if self.feat == 'cls':
+                raise ValueError("feat='cls' needs token output (B, N, C), "
+                                 'the backbone returns a feature map')
+            return out.mean(dim=(2, 3))
+        if out.dim() == 3:  # (B, N, C) tokens
+            extra = getattr(backbone, 'num_extra_tokens', 1)
+            if self.feat == 'cls':
+                if extra < 1:
+                    raise ValueError("feat='cls' but the backbone has no "
+                                     'cls token')
+                return out[:, 0]
+            return out[:, extra:].mean(dim=1)
+        raise ValueError(f'Unexpected backbone output shape {out.shape}')
+
+    @torch.no_grad()
+    def _embed(self, model, loader):
+        backbone = model.backbone
+        kwargs = self._forward_kwargs(backbone)
+        param = next(backbone.parameters(), None)
+        feats, labels = [], []
+        for data in loader:
+            data = model.data_preprocessor(data, False)
+            x = data['inputs']
+            if isinstance(x, (list, tuple)):
+                # SelfSupDataPreprocessor: a list of views (keep the first)
+                # or, after pseudo_collate, a list of single images.
+                x = x[0] if x[0].dim() == 4 else torch.stack(list(x))
+            if param is not None:
+                x = x.to(param.dtype)
+            f = self._pool(backbone(x, **kwargs), backbone)
+            feats.extend(f.float().cpu().numpy())
+            labels.extend(
+                int(torch.as_tensor(s.gt_label).reshape(-1)[0])
+                for s in data['data_samples'])
+        return feats, labels
+
+    @staticmethod
+    def _gather(rows: list, size: int) -> list:
+        """Undo DefaultSampler's rank-strided split and drop its padding."""
+        if get_world_size() == 1:
+            return rows
+        parts = all_gather_object(rows)
+        ordered = [p[i] for i in range(max(map(len, parts))) for p in parts
+                   if i < len(p)]
+        return ordered[:size]
+
+    def evaluate(self, runner, step: int) -> float:
+        """Embed both splits, run kNN, log and return top-1 (percent)."""
+        model = runner.model
+        if is_model_wrapper(model):
+            model = model.module
+        backbone = model.backbone
+        was_training = backbone.training
+        backbone.eval()
+        try:
+            data = {}
+            for split in ('train', 'val'):
+                loader = self._loader(runner, split)
+                feats, labels = self._embed(model, loader)
+                rows = self._gather(list(zip(feats, labels)),
+                                    len(loader.dataset))
+                data[split] = (torch.from_numpy(np.stack([r[0]
+                                                          for r in rows])),
+                               torch.tensor([r[1] for r in rows]))
+        finally:
+            backbone.train(was_training)
+
+        num_classes = self.num_classes
+        if num_classes is None:
+            classes = getattr(self._loader(runner, 'train').dataset,
+                              'metainfo', {}).get('classes')
+            num_classes = len(classes) if classes else int(
+                max(data['train'][1].max(), data['val'][1].max())) + 1
+        param = next(backbone.parameters(), None)
+        device = param.device if param is not None else 'cpu'
+        pred = knn_classify(data['train'][0].to(device), data['train'][1],
+                            data['val'][0].to(device), self.k,
+                            self.temperature, num_classes).cpu()
+        top1 = [float((pred == data['val'][1]).float().mean() * 100)]
+        broadcast_object_list(top1, src=0)  # identical on every rank
+        top1 = top1[0]
+
+        runner.message_hub.update_scalar('knn/top1', top1)
+        runner.visualizer.add_scalars({'knn/top1': top1}, step=step)
+        unit = 'epoch' if self.by_epoch else 'iter'
+        runner.logger.info(
+            f'kNN monitor ({unit} {step}): knn/top1 {top1:.2f} '
+            f'(k={self.k}, T={self.temperature}, feat={self.feat}, '
+            f'{len(data["train"][1])} train / {len(data["val"][1])} val)')
+        return top1

@@ -1,0 +1,287 @@
+"""dBOT: masked distillation from a teacher that is bootstrapped per stage.
+
+The student (``backbone`` + ``neck`` + ``head``) is an MAE whose decoder
+predicts the frozen teacher's tokens instead of pixels. Stage boundaries are
+driven from outside (``StageBootstrapHook``) through ``bootstrap_teacher``,
+``reinit_student`` and the persistent ``stage`` buffer; every edit is done in
+place so DDP and the optimizer keep valid references, and everything needed
+to resume lives in the state dict.
+"""
+import copy
+from contextlib import contextmanager
+from typing import Dict, List, Optional, Union
+
+import torch
+from mmengine.model import BaseModule
+from mmpretrain.models.selfsup.base import BaseSelfSupervisor
+from mmpretrain.registry import MODELS
+from mmpretrain.structures import DataSample
+from torch import nn
+
+# Official MAE/dBOT ``initialize_weights``: xavier-uniform Linear, zero bias,
+# unit LayerNorm (the ViT/decoder ``init_weights`` add sin-cos pos embeds,
+# patch-embed xavier and 0.02-normal cls/mask tokens).
+DEFAULT_INIT_CFG = [
+    dict(type='Xavier', layer='Linear', distribution='uniform'),
+    dict(type='Constant', layer='LayerNorm', val=1.0, bias=0.0),
+]
+
+
+def _is_pretrained(cfg: dict) -> bool:
+    return cfg.get('type') == 'Pretrained' or (
+        isinstance(cfg.get('type'), type)
+        and cfg['type'].__name__ == 'PretrainedInit')
+
+
+@contextmanager
+def _without_pretrained_init(modules):
+    """Re-initialisation must redraw, not reload a checkpoint."""
+    saved = []
+    for m in modules:
+        cfg = getattr(m, 'init_cfg', None)
+        if not cfg:
+            continue
+        cfgs = [cfg] if isinstance(cfg, dict) else list(cfg)
+        kept = [c for c in cfgs if not _is_pretrained(c)]
+        if len(kept) != len(cfgs):
+            saved.append((m, cfg))
+            m.init_cfg = kept or None
+    try:
+        yield
+    finally:
+        for m, cfg in saved:
+            m.init_cfg = cfg
+
+
+@contextmanager
+def _seeded(seed: int, device: torch.device):
+    """Seed the CPU and the parameters' device only, and restore both after.
+
+    ``torch.manual_seed`` would also reseed every other visible GPU without
+    restoring it; forking just the device in use keeps the global streams of
+    all devices untouched.
+    """
+    devices = []
+    if device.type == 'cuda':
+        index = device.index if device.index is not None \
+            else torch.cuda.current_device()
+        devices = [index]
+    with torch.random.fork_rng(devices=devices, device_type='cuda'):
+        torch.random.default_generator.manual_seed(seed)
+        if devices:
+            with torch.cuda.device(devices[0]):
+                torch.cuda.manual_seed(seed)
+        yield
+
+
+@MODELS.register_module()
+class DBOT(BaseSelfSupervisor):
+    """dBOT (Exploring Target Representations for Masked Autoencoders).
+
+    Args:
+        backbone (dict): Student encoder, e.g. ``DBOTViT`` (visible patches
+            only, per-sample random masking).
+        neck (dict): Decoder, e.g. ``DBOTDecoder``. If ``predict_dim`` is not
+            given it is set to the teacher's width.
+        head (dict): ``MaskedDistillHead``.
+        teacher (dict): Frozen target network, e.g. ``ViTTeacher``.
+        init_teacher_from_student (bool): After ``init_weights`` copy the
+            student's initial encoder weights into the teacher (official
+            stage 1 for every arch; a depth-0 teacher then keeps just patch
+            embed, pos embed and cls token). Set False for a pretrained
+            teacher, whose weights it would otherwise overwrite.
+            Defaults to True.
+        data_preprocessor (dict, optional): Defaults to
+            ``SelfSupDataPreprocessor``.
+        pretrained (str, optional): Checkpoint for the whole model.
+        init_cfg (dict | list, optional): Model-wide init; None means the
+            official MAE init (:data:`DEFAULT_INIT_CFG`); ``[]`` disables it.
+    """
+
+    def __init__(self,
+                 backbone: dict,
+                 neck: dict,
+                 head: dict,
+                 teacher: Union[dict, nn.Module],
+                 init_teacher_from_student: bool = True,
+                 data_preprocessor: Optional[Union[dict, nn.Module]] = None,
+                 pretrained: Optional[str] = None,
+                 init_cfg: Optional[Union[List[dict], dict]] = None) -> None:
+        if init_cfg is None:
+            init_cfg = copy.deepcopy(DEFAULT_INIT_CFG)
+        if pretrained is not None:
+            # mmengine applies Pretrained last, so the MAE init stays the
+            # fallback for keys the checkpoint lacks.
+            init_cfg = list([init_cfg] if isinstance(init_cfg, dict) else
+                            init_cfg)
+            init_cfg.append(dict(type='Pretrained', checkpoint=pretrained))
+        if isinstance(teacher, dict):
+            teacher = MODELS.build(teacher)
+        width = getattr(teacher, 'embed_dims', None)
+        if isinstance(neck, dict) and width is not None \
+                and neck.get('predict_dim') is None:
+            neck = dict(neck, predict_dim=width)
+        super().__init__(
+            backbone=backbone,
+            neck=neck,
+            head=head,
+            data_preprocessor=data_preprocessor,
+            init_cfg=init_cfg)
+        # Registered last so that popping/re-adding it in reinit_student
+        # keeps the module (and state-dict) order.
+        self.teacher = teacher
+        self.init_teacher_from_student = init_teacher_from_student
+        self.register_buffer('stage', torch.zeros((), dtype=torch.long))
+        self._check_shapes()
+
+    def _check_shapes(self) -> None:
+        """Turn shape mismatches into config errors at build time."""
+        errors = []
+        t_width = getattr(self.teacher, 'embed_dims', None)
+        s_width = getattr(self.backbone, 'embed_dims', None)
+        pred_dim = getattr(self.neck, 'predict_dim', None)
+        if pred_dim is None and hasattr(self.neck, 'decoder_pred'):
+            pred_dim = self.neck.decoder_pred.out_features
+        if None not in (t_width, pred_dim) and t_width != pred_dim:
+            errors.append(f'teacher width (teacher.arch.embed_dims={t_width})'
+                          f' != neck.predict_dim={pred_dim}')
+        n_embed = getattr(self.neck, 'embed_dim', None)
+        if None not in (s_width, n_embed) and s_width != n_embed:
+            errors.append(f'student width (backbone.arch.embed_dims='
+                          f'{s_width}) != neck.embed_dim={n_embed}')
+        s_len = getattr(self.backbone, 'num_patches', None)
+        t_len = getattr(self.teacher, 'num_patches', None)
+        n_len = getattr(self.neck, 'num_patches', None)
+        if None not in (s_len, t_len) and s_len != t_len:
+            errors.append(
+                f'student has {s_len} patches but teacher has {t_len} '
+                f'(backbone/teacher img_size and patch_size must agree)')
+        if None not in (s_len, n_len) and s_len != n_len:
+            errors.append(f'student has {s_len} patches but '
+                          f'neck.num_patches={n_len}')
+        if errors:
+            raise ValueError('DBOT config mismatch: ' + '; '.join(errors))
+
+    def init_weights(self) -> None:
+        """Init as MAE, then (optionally) seed the teacher with the student."""
+        first_time = not self.is_init
+        super().init_weights()
+        if first_time and self.init_teacher_from_student:
+            self.teacher.load_from_student(self.student_state())
+
+    def extract_feat(self, inputs: torch.Tensor):
+        return self.backbone(inputs, mask=None)
+
+    def loss(self,
+             inputs: torch.Tensor,
+             data_samples: Optional[List[DataSample]] = None,
+             noise: Optional[torch.Tensor] = None,
+             mask: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
+        """Distillation loss on masked patches and the cls token.
+
+        Args:
+            inputs: images (B, 3, H, W).
+            data_samples: unused.
+            noise: optional (B, L) masking noise (lowest values stay
+                visible) so that a mask can be replayed exactly.
+            mask: optional (B, L) 0/1 patch mask (1 = hidden) to replay; it
+                must hide exactly as many patches as the mask ratio does.
+        """
+        if mask is not None:
+            if noise is not None:
+                raise ValueError('pass either noise or mask, not both')
+            noise = self._noise_from_mask(mask)
+        latent, patch_mask, ids_restore = self.backbone(inputs, noise=noise)
+        pred = self.neck(latent, ids_restore)
+        target = self.teacher(inputs)
+        cls_mask = patch_mask.new_ones(patch_mask.shape[0], 1)
+        loss = self.head.loss(pred, target,
+                              torch.cat([cls_mask, patch_mask], dim=1))
+        return dict(loss=loss)
+
+    def _noise_from_mask(self, mask: torch.Tensor) -> torch.Tensor:
+        hidden = mask.shape[-1] - self.backbone.num_keep
+        counts = mask.flatten(1).sum(1)
+        if mask.dim() != 2 or not bool((counts == hidden).all()):
+            raise ValueError(
+                f'mask must be (B, L) with exactly {hidden} ones per row '
+                f'(mask_ratio={self.backbone.mask_ratio}); got shape '
+                f'{tuple(mask.shape)} and row sums {counts.tolist()}')
+        return mask.float()
+
+    # ----------------------------------------------------------------- stages
+    def student_state(self) -> Dict[str, torch.Tensor]:
+        """Student encoder tensors, keyed as in the teacher."""
+        return dict(self.backbone.state_dict())
+
+    def student_modules(self) -> Dict[str, nn.Module]:
+        return {
+            name: getattr(self, name)
+            for name in ('backbone', 'neck', 'head')
+            if getattr(self, name, None) is not None
+        }
+
+    @torch.no_grad()
+    def bootstrap_teacher(self, depth: int) -> None:
+        """Teacher <- current student encoder, running ``depth`` blocks.
+
+        Copies in place, so no Parameter is replaced.
+        """
+        depth = int(depth)
+        s_layers = getattr(self.backbone, 'num_layers', None)
+        if s_layers is not None and depth > s_layers:
+            raise ValueError(f'bootstrap depth={depth} exceeds the student '
+                             f'encoder depth backbone.arch.num_layers='
+                             f'{s_layers}')
+        self.teacher.load_from_student(self.student_state(), depth=depth)
+
+    @torch.no_grad()
+    def reinit_student(self, seed: int) -> None:
+        """Redraw every student weight from ``seed``, in place.
+
+        Same steps as a fresh build (each layer's ``reset_parameters`` then
+        the mmengine ``init_weights`` chain with the model's ``init_cfg``),
+        so the statistics match a new model; fixed sin-cos pos embeds are
+        rebuilt as before. The seed makes it identical on every DDP rank and
+        the global RNG streams are left as they were. The teacher is taken
+        out for the duration so the model-wide ``init_cfg`` cannot touch it;
+        ``Pretrained`` entries are skipped.
+        """
+        device = next(self.backbone.parameters()).device
+        teacher = self._modules.pop('teacher')
+        try:
+            students = [m for s in self.student_modules().values()
+                        for m in s.modules()]
+            with _seeded(int(seed), device), \
+                    _without_pretrained_init([self] + students):
+                for m in students:
+                    if hasattr(m, 'reset_parameters'):
+                        m.reset_parameters()
+                for m in [self] + students:
+                    if isinstance(m, BaseModule):
+                        m._is_init = False
+                BaseModule.init_weights(self)
+        finally:
+            self._modules['teacher'] = teacher
+
+    def teacher_info(self) -> Dict[str, Union[str, int]]:
+        """Short description of the current target, for logs."""
+        stage = int(self.stage)
+        if stage > 0:
+            origin = 'bootstrapped'
+        elif self.init_teacher_from_student:
+            origin = 'student_init'
+        elif self._teacher_is_pretrained():
+            origin = 'pretrained'
+        else:
+            origin = 'random'
+        depth = getattr(self.teacher, 'depth', None)
+        return dict(
+            origin=origin,
+            depth=-1 if depth is None else int(depth),
+            stage=stage)
+
+    def _teacher_is_pretrained(self) -> bool:
+        cfg = getattr(self.teacher, 'init_cfg', None) or []
+        cfgs = [cfg] if isinstance(cfg, dict) else cfg
+        return any(_is_pretrained(c) for c in cfgs)

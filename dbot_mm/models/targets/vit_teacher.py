@@ -1,0 +1,167 @@
+"""Frozen ViT teacher whose tokens are dBOT's distillation targets.
+
+The teacher shares the student encoder's parameter layout so that, at a stage
+boundary, the student's weights can be copied straight in. It is built once
+with the largest depth it will ever need; the persistent ``active_depth``
+buffer says how many blocks actually run, so bootstrapping never allocates new
+Parameters (DDP and the checkpoint keep valid references and shapes).
+"""
+import re
+from typing import Dict, Mapping, Optional, Union
+
+import torch
+from mmpretrain.models.selfsup.mae import MAEViT
+from mmpretrain.models.utils import resize_pos_embed
+from mmpretrain.registry import MODELS
+
+from ..backbones.dbot_vit import check_patch_grid
+
+_LAYER_KEY = re.compile(r'^layers\.(\d+)\.')
+
+
+@MODELS.register_module()
+class ViTTeacher(MAEViT):
+    """ViT teacher: full image in, all tokens (cls first) out.
+
+    Always frozen and in eval mode; drop path and dropout are 0 because the
+    official teacher uses ``tdpr=0`` and targets must be deterministic.
+
+    Args:
+        arch (str | dict): ViT architecture (as mmpretrain
+            ``VisionTransformer``); ``num_layers`` is the most blocks the
+            teacher will ever run.
+        img_size (int): Input size; must match the student's.
+        patch_size (int): Patch size; must match the student's.
+        depth (int, optional): Blocks run at start (``active_depth``).
+            0 means patch embed + pos embed + cls token only (official ViT-L/H
+            stage 1). Defaults to all ``num_layers``.
+        final_norm (bool): Apply the last LayerNorm. dBOT does not
+            (``tlayernorm=0``); True is for the ablation. Defaults to False.
+        norm_cfg, interpolate_mode, patch_cfg, layer_cfgs, init_cfg: as in
+            ``MAEViT``. ``init_cfg=dict(type='Pretrained', ...)`` loads a
+            fixed pretrained teacher.
+    """
+
+    def __init__(self,
+                 arch: Union[str, dict] = 'b',
+                 img_size: int = 224,
+                 patch_size: int = 16,
+                 depth: Optional[int] = None,
+                 final_norm: bool = False,
+                 norm_cfg: dict = dict(type='LN', eps=1e-6),
+                 interpolate_mode: str = 'bicubic',
+                 patch_cfg: dict = dict(),
+                 layer_cfgs: dict = dict(),
+                 init_cfg: Optional[Union[list, dict]] = None) -> None:
+        check_patch_grid(img_size, patch_size, type(self).__name__)
+        super().__init__(
+            arch=arch,
+            img_size=img_size,
+            patch_size=patch_size,
+            drop_rate=0.,
+            drop_path_rate=0.,
+            norm_cfg=norm_cfg,
+            final_norm=final_norm,
+            out_type='raw',
+            interpolate_mode=interpolate_mode,
+            patch_cfg=patch_cfg,
+            layer_cfgs=layer_cfgs,
+            init_cfg=init_cfg)
+        depth = self.num_layers if depth is None else depth
+        self._check_depth(depth)
+        self.register_buffer(
+            'active_depth', torch.tensor(depth, dtype=torch.long))
+        for param in self.parameters():
+            param.requires_grad_(False)
+        self.train(False)
+
+    def _check_depth(self, depth: int) -> None:
+        if not 0 <= int(depth) <= self.num_layers:
+            raise ValueError(
+                f'teacher depth={depth} is outside [0, num_layers='
+                f'{self.num_layers}]; build the teacher with '
+                f'arch.num_layers >= the deepest stage.')
+
+    @property
+    def depth(self) -> int:
+        """Blocks currently run (reads the buffer, so resume is honoured)."""
+        return int(self.active_depth)
+
+    def set_depth(self, depth: int) -> None:
+        """Change how many blocks run, in place (the buffer is persistent)."""
+        self._check_depth(depth)
+        self.active_depth.fill_(int(depth))
+
+    def train(self, mode: bool = True) -> 'ViTTeacher':
+        """Ignore ``mode``: targets must never see dropout or drop path."""
+        return super().train(False)
+
+    @torch.no_grad()
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Return all tokens (B, 1 + L, C), cls first, no final norm."""
+        B = x.shape[0]
+        x, grid = self.patch_embed(x)
+        x = torch.cat([self.cls_token.expand(B, -1, -1), x], dim=1)
+        x = x + resize_pos_embed(
+            self.pos_embed,
+            self.patch_resolution,
+            grid,
+            mode=self.interpolate_mode,
+            num_extra_tokens=self.num_extra_tokens)
+        for layer in self.layers[:self.depth]:
+            x = layer(x)
+        if self.final_norm:
+            x = self.ln1(x)
+        return x
+
+    @torch.no_grad()
+    def load_from_student(self,
+                          state: Mapping[str, torch.Tensor],
+                          depth: Optional[int] = None) -> None:
+        """Copy a student encoder's weights in place (Parameters kept).
+
+        Student keys the teacher lacks (e.g. its final norm) are ignored, like
+        the official ``strict=False`` load. Teacher blocks at or beyond
+        ``depth`` may be missing from ``state`` (a deeper teacher than the
+        student); anything else missing or mis-shaped is an error, and
+        nothing is copied unless everything fits.
+
+        Args:
+            state: student encoder ``state_dict()`` (no prefix).
+            depth: new ``active_depth``; None keeps the current one.
+        """
+        depth = self.depth if depth is None else int(depth)
+        self._check_depth(depth)
+        width = state.get('cls_token')
+        if width is not None and width.shape[-1] != self.embed_dims:
+            raise ValueError(
+                f'student width (arch.embed_dims={width.shape[-1]}) != '
+                f'teacher width (arch.embed_dims={self.embed_dims}); a '
+                f'teacher can only be bootstrapped from a student of the '
+                f'same width.')
+        pairs = []
+        for name, dst in self.state_dict(keep_vars=True).items():
+            if name == 'active_depth':
+                continue
+            if name not in state:
+                match = _LAYER_KEY.match(name)
+                if match and int(match.group(1)) >= depth:
+                    continue
+                raise KeyError(
+                    f'student state has no "{name}", which a teacher of '
+                    f'depth {depth} needs (student has fewer blocks than '
+                    f'depth, or a different layout).')
+            src = state[name]
+            if src.shape != dst.shape:
+                raise ValueError(
+                    f'shape mismatch for "{name}": student '
+                    f'{tuple(src.shape)} vs teacher {tuple(dst.shape)} '
+                    f'(check arch, img_size and patch_size of both).')
+            pairs.append((dst, src))
+        for dst, src in pairs:
+            dst.copy_(src)
+        self.active_depth.fill_(depth)
+
+    def info(self) -> Dict[str, int]:
+        return dict(depth=self.depth, num_layers=self.num_layers)
+

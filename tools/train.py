@@ -1,0 +1,130 @@
+"""Train (pre-train, fine-tune) a dbot_mm config with the mmengine Runner.
+
+    python tools/train.py configs/pretrain/dbot_demo_fashion-mnist.py
+    python tools/train.py CONFIG --resume              # latest in work dir
+    python tools/train.py CONFIG --resume work_dirs/x/epoch_8.pth
+    tools/dist_train.sh CONFIG 8 [args]                # torchrun, 8 processes
+"""
+import argparse
+import os
+import os.path as osp
+import sys
+
+# Runnable from a checkout without `pip install -e .`.
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+import torch  # noqa: E402
+from mmengine.config import Config, DictAction  # noqa: E402
+from mmengine.registry import RUNNERS  # noqa: E402
+from mmengine.runner import Runner  # noqa: E402
+
+import dbot_mm  # noqa: E402,F401  (registers models, hooks, schedulers)
+
+AMP_DTYPES = {'fp16': 'float16', 'bf16': 'bfloat16'}
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description='Train a dbot_mm config.')
+    parser.add_argument('config', help='config file')
+    parser.add_argument(
+        '--work-dir', help='where logs and checkpoints go (default: '
+        'work_dirs/<config name>)')
+    parser.add_argument(
+        '--resume',
+        nargs='?',
+        const='auto',
+        help='resume from this checkpoint, or with no value from the latest '
+        'checkpoint in the work dir')
+    parser.add_argument(
+        '--amp',
+        nargs='?',
+        const='config',
+        choices=['config', 'fp16', 'bf16'],
+        help='mixed precision (AmpOptimWrapper); optionally the dtype, else '
+        "the config's optim_wrapper.dtype (fp16 if unset)")
+    parser.add_argument(
+        '--auto-scale-lr',
+        action='store_true',
+        help='scale the LR by (total batch size / auto_scale_lr.'
+        'base_batch_size)')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override config entries, key=value (e.g. '
+        'train_dataloader.batch_size=64 "optim_wrapper.dtype=bfloat16")')
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher (dist_train.sh uses pytorch, slurm_train.sh '
+        'slurm)')
+    # torch.distributed.launch passes --local-rank (torch>=2) or --local_rank
+    parser.add_argument('--local-rank', '--local_rank', type=int, default=0)
+    args = parser.parse_args(argv)
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    return args
+
+
+def merge_args(cfg, args):
+    """Apply the command-line flags to ``cfg`` (flags win, --cfg-options
+    last)."""
+    cfg.launcher = args.launcher
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = osp.join('work_dirs',
+                                osp.splitext(osp.basename(args.config))[0])
+    if args.amp is not None:
+        cfg.optim_wrapper.type = 'AmpOptimWrapper'
+        cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+        if args.amp in AMP_DTYPES:
+            cfg.optim_wrapper.dtype = AMP_DTYPES[args.amp]
+    if args.resume == 'auto':
+        cfg.resume, cfg.load_from = True, None
+    elif args.resume is not None:
+        if not osp.isfile(args.resume):
+            raise FileNotFoundError(
+                f'--resume: checkpoint not found: {args.resume}')
+        cfg.resume, cfg.load_from = True, args.resume
+    if args.auto_scale_lr:
+        cfg.setdefault('auto_scale_lr', {})['enable'] = True
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    return cfg
+
+
+def setup_cpu_distributed(cfg):
+    """Let a launcher start CPU-only processes (gloo), for tests and demos.
+
+    mmengine's ``init_dist`` calls ``torch.cuda.set_device`` and wraps the
+    model with ``device_ids=[LOCAL_RANK]``; both fail without CUDA. Starting
+    the process group here makes the Runner skip its own init, and
+    ``device_ids=None`` is what DDP expects for a CPU module.
+    """
+    if cfg.launcher == 'none' or torch.cuda.is_available():
+        return
+    import torch.distributed as dist
+    if not dist.is_initialized():
+        dist.init_process_group(backend='gloo')
+    env_cfg = cfg.setdefault('env_cfg', dict())
+    env_cfg.setdefault('dist_cfg', dict())['backend'] = 'gloo'
+    wrapper = cfg.get('model_wrapper_cfg') or dict(
+        type='MMDistributedDataParallel',
+        broadcast_buffers=False,
+        find_unused_parameters=cfg.get('find_unused_parameters', False))
+    wrapper['device_ids'] = None
+    cfg.model_wrapper_cfg = wrapper
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    cfg = merge_args(Config.fromfile(args.config), args)
+    setup_cpu_distributed(cfg)
+    runner = (RUNNERS.build(cfg)
+              if 'runner_type' in cfg else Runner.from_cfg(cfg))
+    runner.train()
+
+
+if __name__ == '__main__':
+    main()
