@@ -138,8 +138,9 @@ def mask_to_segmentation(mask: np.ndarray,
 
     'rle' (compressed, via pycocotools) is exact, holes included, and is what
     mmdet's default ``LoadAnnotations(with_mask=True)`` decodes.  'polygon'
-    traces outer contours with OpenCV: holes are filled and edges approximate,
-    but pipelines with ``poly2mask=False`` need it.
+    is for pipelines with ``poly2mask=False``: the outer outline of each
+    part along pixel edges, so it rasterises to the mask with its holes
+    filled (COCO polygons cannot hold holes).
     """
     if mask_format == 'rle':
         from pycocotools import mask as mask_utils
@@ -148,14 +149,16 @@ def mask_to_segmentation(mask: np.ndarray,
                     counts=rle['counts'].decode('ascii'))
     if mask_format == 'polygon':
         import cv2
-        contours, _ = cv2.findContours(
-            mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
-        polys = [c.reshape(-1).astype(float).tolist() for c in contours
-                 if len(c) >= 3]
-        if not polys:  # a 1-2 pixel sliver: its box as the polygon
-            x, y, w, h = mask_to_bbox(mask)
-            polys = [[x, y, x + w, y, x + w, y + h, x, y + h]]
-        return polys
+
+        # On the 2x upsampled mask an outline pixel u lies in the left (even)
+        # or right (odd) half of an original pixel, so ceil(u / 2) is the
+        # pixel corner the outline passes; pycocotools then fills exactly
+        # the enclosed pixels.
+        up = np.kron(mask.astype(np.uint8), np.ones((2, 2), np.uint8))
+        contours, _ = cv2.findContours(up, cv2.RETR_EXTERNAL,
+                                       cv2.CHAIN_APPROX_SIMPLE)
+        return [((c.reshape(-1, 2) + 1) // 2).reshape(-1).astype(float)
+                .tolist() for c in contours if len(c) >= 3]
     raise ValueError(f"mask_format must be 'rle' or 'polygon', "
                      f'got {mask_format!r}')
 

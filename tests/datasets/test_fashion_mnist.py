@@ -1,6 +1,5 @@
 """Fashion-MNIST folders: real data in, mmpretrain-readable folders out."""
 import gzip
-import importlib.util
 import os
 import os.path as osp
 import struct
@@ -76,7 +75,7 @@ def test_loads_through_mmpretrain_custom_dataset(fm_dir):
         data_root=fm_dir, ann_file='meta/train.txt', data_prefix='train',
         metainfo=dict(classes=osp.join(fm_dir, 'meta', 'classes.txt')),
         pipeline=[dict(type='LoadImageFromFile'), dict(type='PackInputs')])
-    assert len(ds) == 50 and ds.CLASSES == FASHION_MNIST_CLASSES
+    assert len(ds) == 50 and tuple(ds.CLASSES) == FASHION_MNIST_CLASSES
     item = ds[7]
     assert tuple(item['inputs'].shape) == (3, 32, 32)  # gray -> 3 channels
     rows = _read_ann(osp.join(fm_dir, 'meta', 'train.txt'))
@@ -130,17 +129,7 @@ def test_clear_errors_name_the_file(tmp_path):
         read_fashion_mnist('val', src=str(tmp_path))
 
 
-def load_tool(name):
-    """Import a CLI by path: tools/ is not a package."""
-    path = osp.join(osp.dirname(__file__), '..', '..', 'tools',
-                    'dataset_converters', f'{name}.py')
-    spec = importlib.util.spec_from_file_location(f'_tool_{name}', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_cli(tmp_path):
+def test_cli(tmp_path, load_tool):
     main = load_tool('fashion_mnist').main
     out = str(tmp_path / 'cli')
     main(['--out', out, '--num-train', '10', '--num-val', '10',

@@ -4,12 +4,26 @@ import random
 import numpy as np
 import torch
 from mmengine.hooks import Hook
+from mmengine.registry import FUNCTIONS
 from mmpretrain.registry import HOOKS
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
     """A 32-bit seed mixed from the run's seed and the epoch."""
     return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
+
+
+@FUNCTIONS.register_module()
+def torch_worker_seed(worker_id: int) -> None:
+    """Dataloader ``worker_init_fn`` that keeps PyTorch's own worker seeding.
+
+    PyTorch seeds ``random``, numpy and torch in each worker from a base seed
+    drawn from the main process's RNG when an epoch's iterator starts; with
+    :class:`EpochSeedHook` that differs per epoch and rank and replays on
+    resume. mmengine's default ``worker_init_fn`` (used whenever
+    ``randomness.seed`` is set) would reseed every epoch's workers with the
+    same constants instead, repeating the augmentation streams each epoch.
+    """
 
 
 @HOOKS.register_module()

@@ -154,8 +154,11 @@ class KNNMonitorHook(Hook):
         stages, source = self.stages, 'KNNMonitorHook.stages'
         if stages is None and self.by_epoch:  # hooks count stages in epochs
             for hook in getattr(runner, 'hooks', []):
-                if hook is not self and hasattr(hook, 'stages'):
-                    stages, source = hook.stages, type(hook).__name__
+                # every mmengine Hook has a class attribute ``stages`` (its
+                # method names); only an override is a boundary list.
+                found = getattr(hook, 'stages', Hook.stages)
+                if hook is not self and found is not Hook.stages:
+                    stages, source = found, type(hook).__name__
                     break
         last = runner.max_epochs if self.by_epoch else runner.max_iters
         ends = {last}

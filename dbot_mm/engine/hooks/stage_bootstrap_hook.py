@@ -109,21 +109,23 @@ class StageBootstrapHook(Hook):
             f'{"reset" if self.reset_optimizer else "kept"} at boundaries.')
 
     def _check_teacher_depth(self, model, stage: int) -> None:
-        """Catch a stage list that disagrees with the teacher the model has."""
+        """Catch a stage list that disagrees with the teacher the model has,
+        now rather than at the first boundary hundreds of epochs in."""
         info = model.teacher_info() if hasattr(model, 'teacher_info') else {}
         depth = info.get('active_depth', info.get('depth'))
-        if depth is not None and int(depth) != self.teacher_depths[stage]:
+        if depth is not None and int(depth) >= 0 \
+                and int(depth) != self.teacher_depths[stage]:
             raise ValueError(
                 f'`teacher_depths[{stage}]` is {self.teacher_depths[stage]} '
                 f'but the model\'s teacher runs {int(depth)} blocks in stage '
-                f'{stage + 1}; make the model\'s teacher depth and the hook '
-                'agree.')
-        capacity = info.get('num_layers')
+                f'{stage + 1}; set the model\'s teacher depth and the hook\'s '
+                '`teacher_depths` alike.')
+        capacity = getattr(getattr(model, 'teacher', None), 'num_layers', None)
         if capacity is not None and max(self.teacher_depths) > int(capacity):
             raise ValueError(
                 f'`teacher_depths` {self.teacher_depths} needs a teacher with '
                 f'{max(self.teacher_depths)} blocks but the model builds '
-                f'{int(capacity)}; raise the teacher\'s num_layers.')
+                f'{int(capacity)}; raise the teacher\'s arch num_layers.')
 
     def before_train_epoch(self, runner) -> None:
         model = self._unwrap(runner)

@@ -33,6 +33,11 @@ def _is_pretrained(cfg: dict) -> bool:
         and cfg['type'].__name__ == 'PretrainedInit')
 
 
+def _has_pretrained(init_cfg) -> bool:
+    cfgs = [init_cfg] if isinstance(init_cfg, dict) else (init_cfg or [])
+    return any(_is_pretrained(c) for c in cfgs)
+
+
 @contextmanager
 def _without_pretrained_init(modules):
     """Re-initialisation must redraw, not reload a checkpoint."""
@@ -163,10 +168,15 @@ class DBOT(BaseSelfSupervisor):
             raise ValueError('DBOT config mismatch: ' + '; '.join(errors))
 
     def init_weights(self) -> None:
-        """Init as MAE, then (optionally) seed the teacher with the student."""
+        """Init as MAE, then (optionally) seed the teacher with the student.
+
+        A model-level ``Pretrained`` init already brought its own teacher, so
+        the copy is skipped then.
+        """
         first_time = not self.is_init
         super().init_weights()
-        if first_time and self.init_teacher_from_student:
+        if first_time and self.init_teacher_from_student \
+                and not _has_pretrained(self.init_cfg):
             self.teacher.load_from_student(self.student_state())
 
     def extract_feat(self, inputs: torch.Tensor):
@@ -269,10 +279,10 @@ class DBOT(BaseSelfSupervisor):
         stage = int(self.stage)
         if stage > 0:
             origin = 'bootstrapped'
+        elif _has_pretrained(self.init_cfg) or self._teacher_is_pretrained():
+            origin = 'pretrained'
         elif self.init_teacher_from_student:
             origin = 'student_init'
-        elif self._teacher_is_pretrained():
-            origin = 'pretrained'
         else:
             origin = 'random'
         depth = getattr(self.teacher, 'depth', None)
@@ -282,6 +292,4 @@ class DBOT(BaseSelfSupervisor):
             stage=stage)
 
     def _teacher_is_pretrained(self) -> bool:
-        cfg = getattr(self.teacher, 'init_cfg', None) or []
-        cfgs = [cfg] if isinstance(cfg, dict) else cfg
-        return any(_is_pretrained(c) for c in cfgs)
+        return _has_pretrained(getattr(self.teacher, 'init_cfg', None))

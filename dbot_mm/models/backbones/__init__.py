@@ -1,1 +1,2 @@
 
+from .dbot_vit import DBOTViT  # noqa: F401

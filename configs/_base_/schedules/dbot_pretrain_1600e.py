@@ -1,0 +1,30 @@
+# dBOT pre-training optimisation (official main_pretrain.py, PRETRAIN.md):
+# AdamW with betas (0.9, 0.95), weight decay 0.05 except on norms, biases,
+# position embeddings and cls / mask tokens; lr = blr 1.5e-4 x 4096 / 256 for
+# the total batch of 4096; 1600 epochs; mixed precision with a dynamic loss
+# scale. The per-stage LR schedule (param_scheduler) is written next to the
+# stage list in each pretrain config.
+optim_wrapper = dict(
+    type='AmpOptimWrapper',
+    # 'float16' as the official code; 'bfloat16' on Ampere or newer:
+    # `tools/train.py CONFIG --amp bf16` or --cfg-options optim_wrapper.dtype=bfloat16
+    dtype='float16',
+    loss_scale='dynamic',
+    optimizer=dict(
+        type='AdamW',
+        lr=1.5e-4 * 4096 / 256,
+        betas=(0.9, 0.95),
+        weight_decay=0.05),
+    paramwise_cfg=dict(
+        norm_decay_mult=0.,
+        bias_decay_mult=0.,
+        custom_keys={
+            'pos_embed': dict(decay_mult=0.),
+            'cls_token': dict(decay_mult=0.),
+            'mask_token': dict(decay_mult=0.),
+        }))
+
+train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=1600)
+
+# lr above is for 32 GPUs x 128; `--auto-scale-lr` rescales it linearly.
+auto_scale_lr = dict(base_batch_size=4096)

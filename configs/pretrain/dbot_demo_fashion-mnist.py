@@ -1,0 +1,117 @@
+# dBOT in a few minutes on 2 CPU cores: the small ViT of vit-tiny-p4.py
+# (32 px, patch 4) pre-trained on Fashion-MNIST in three stages of 3 epochs.
+# The log shows the loss, the LR restarting at every stage, the teacher being
+# bootstrapped at epochs 3 and 6, and the kNN accuracy of the student at the
+# end of each stage; a checkpoint is written at every stage end.
+#
+#   python tools/dataset_converters/fashion_mnist.py --out data/fashion_mnist \
+#       --num-train 2000 --num-val 1000 --pad-to 32
+#   python tools/train.py configs/pretrain/dbot_demo_fashion-mnist.py
+_base_ = [
+    '../_base_/models/vit-tiny-p4.py',
+    '../_base_/models/dbot.py',
+    '../_base_/default_runtime.py',
+]
+from dbot_mm.engine.schedules import stage_lr_schedulers  # noqa: E402
+
+data_root = 'data/fashion_mnist'
+stages = [0, 3, 6, 9]  # three stages of 3 epochs
+teacher_depths = [6, 6, 6]  # all blocks of the 6-block teacher, as ViT-B
+warmup_epochs = 1
+img_size = _base_.model.backbone.img_size
+patch_size = _base_.model.backbone.patch_size
+
+model = _base_.dbot_model  # merged into vit-tiny-p4.py's `model`
+model.backbone.drop_path_rate = 0.
+model.neck.update(
+    num_patches=(img_size // patch_size)**2,
+    embed_dim=_base_.model.backbone.arch.embed_dims,
+    decoder_embed_dim=128,
+    decoder_depth=2,
+    decoder_num_heads=4,
+    drop_path_rate=0.)
+model.teacher.update(
+    arch=_base_.model.backbone.arch,
+    img_size=img_size,
+    patch_size=patch_size,
+    depth=teacher_depths[0])
+
+# Grey 32 px images (28 px zero-padded); loaded as 3 equal channels.
+data_preprocessor = dict(
+    type='SelfSupDataPreprocessor',
+    mean=[55.9] * 3,
+    std=[84.9] * 3,
+    to_rgb=False)
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(
+        type='RandomResizedCrop',
+        scale=img_size,
+        crop_ratio_range=(0.5, 1.0),
+        backend='pillow',
+        interpolation='bicubic'),
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='PackInputs'),
+]
+train_dataloader = dict(
+    batch_size=64,
+    num_workers=0,
+    persistent_workers=False,
+    drop_last=True,
+    sampler=dict(type='DefaultSampler', shuffle=True),
+    collate_fn=dict(type='default_collate'),
+    dataset=dict(
+        type='CustomDataset',
+        data_root=data_root,
+        ann_file='meta/train.txt',
+        data_prefix='train',
+        pipeline=train_pipeline))
+
+
+def _knn_loader(split):
+    return dict(
+        batch_size=256,
+        num_workers=0,
+        dataset=dict(
+            type='CustomDataset',
+            data_root=data_root,
+            ann_file=f'meta/{split}.txt',
+            data_prefix=split,
+            pipeline=[dict(type='LoadImageFromFile'),
+                      dict(type='PackInputs')]))
+
+
+optim_wrapper = dict(
+    type='OptimWrapper',
+    optimizer=dict(
+        type='AdamW', lr=1.5e-3, betas=(0.9, 0.95), weight_decay=0.05),
+    clip_grad=dict(max_norm=3.0),
+    paramwise_cfg=dict(
+        norm_decay_mult=0.,
+        bias_decay_mult=0.,
+        custom_keys={
+            'pos_embed': dict(decay_mult=0.),
+            'cls_token': dict(decay_mult=0.),
+            'mask_token': dict(decay_mult=0.),
+        }))
+param_scheduler = stage_lr_schedulers(stages, warmup_epochs=warmup_epochs)
+train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=stages[-1])
+
+custom_hooks = [
+    dict(
+        type='StageBootstrapHook',
+        stages=stages,
+        teacher_depths=teacher_depths),
+    dict(type='EpochSeedHook'),
+    dict(type='NonFiniteLossHook'),
+    dict(
+        type='KNNMonitorHook',
+        train_dataloader=_knn_loader('train'),
+        val_dataloader=_knn_loader('val'),
+        interval=0,  # at the end of every stage
+        k=20),
+]
+default_hooks = dict(
+    logger=dict(interval=10),
+    checkpoint=dict(interval=stages[1] - stages[0], max_keep_ckpts=-1))
+env_cfg = dict(dist_cfg=dict(backend='gloo'))
