@@ -2,6 +2,7 @@
 import math
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 import torch.nn as nn
@@ -88,6 +89,12 @@ def test_stage_ends_from_argument_or_duck_typed_hook():
     assert KNNMonitorHook({}, {})._find_stage_ends(runner) == {7, 10}
     runner.hooks = [SimpleNamespace(stages='?')]
     assert KNNMonitorHook({}, {})._find_stage_ends(runner) == {10}
+    # counted in iterations: epoch boundaries of other hooks do not apply
+    runner.hooks, runner.max_iters = [bootstrap], 100
+    hook = KNNMonitorHook({}, {}, by_epoch=False, interval=40)
+    assert hook._find_stage_ends(runner) == {100}
+    assert KNNMonitorHook({}, {}, by_epoch=False, stages=[0, 30, 100]
+                          )._find_stage_ends(runner) == {30, 100}
 
 
 # ---- inside a Runner ------------------------------------------------------
@@ -202,3 +209,47 @@ def test_cls_feature_and_real_maevit(tmp_path):
         assert hook._forward_kwargs(model.backbone) == dict(mask=None)
         feats, _ = hook._embed(model, hook._loader(runner, 'train'))
         assert len(feats) == 12 and feats[0].shape == (16, )
+
+
+def _ddp_worker(rank, port, out_dir):
+    import os
+
+    import torch.distributed as dist
+    from mmengine.logging import MessageHub
+    from mmengine.visualization import Visualizer
+    os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port))
+    dist.init_process_group('gloo', rank=rank, world_size=2)
+    torch.manual_seed(0)  # the same toy weights on both ranks
+    model = ToyModel()
+    runner = SimpleNamespace(
+        model=model, seed=0, build_dataloader=Runner.build_dataloader,
+        message_hub=MessageHub.get_instance(f'ddp{rank}'),
+        visualizer=Visualizer.get_instance(f'ddp{rank}'),
+        logger=SimpleNamespace(info=lambda msg: None))
+    loader = dict(batch_size=2, collate_fn=dict(type='default_collate'))
+    hook = KNNMonitorHook(dict(loader, dataset=ColourData(31, 0)),
+                          dict(loader, dataset=ColourData(9, 1)), k=5)
+    feats, labels = hook._embed(model, hook._loader(runner, 'train'))
+    rows = hook._gather(list(zip(feats, labels)), 31)
+    torch.save(dict(top1=hook.evaluate(runner, step=1),
+                    labels=[r[1] for r in rows],
+                    feats=torch.tensor(np.stack([r[0] for r in rows]))),
+               f'{out_dir}/{rank}.pth')
+    dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_ddp_ranks_gather_the_whole_set_and_agree(tmp_path):
+    import socket
+
+    import torch.multiprocessing as mp
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        port = s.getsockname()[1]
+    mp.spawn(_ddp_worker, args=(port, str(tmp_path)), nprocs=2)
+    res = [torch.load(tmp_path / f'{r}.pth') for r in range(2)]
+    data = ColourData(31, 0)
+    for r in res:  # every sample once, in dataset order, padding dropped
+        assert r['labels'] == data.labels.tolist() and r['top1'] == 100.0
+        expected = data.images.float().div(255).flatten(2).mean(2)
+        assert torch.allclose(r['feats'], expected, atol=1e-5)

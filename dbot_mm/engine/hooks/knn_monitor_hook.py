@@ -277,9 +277,8 @@ class KNNMonitorHook(Hook):
                 feats, labels = self._embed(model, loader)
                 rows = self._gather(list(zip(feats, labels)),
                                     len(loader.dataset))
-                data[split] = (torch.from_numpy(np.stack([r[0]
-                                                          for r in rows])),
-                               torch.tensor([r[1] for r in rows]))
+                feats = torch.from_numpy(np.stack([r[0] for r in rows]))
+                data[split] = (feats, torch.tensor([r[1] for r in rows]))
         finally:
             backbone.train(was_training)
 

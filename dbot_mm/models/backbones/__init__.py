@@ -1,2 +1,3 @@
 
 from .dbot_vit import DBOTViT  # noqa: F401
+from .vit_dense import ViTDense  # noqa: F401

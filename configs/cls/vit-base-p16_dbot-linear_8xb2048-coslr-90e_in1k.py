@@ -1,0 +1,30 @@
+# Linear probing of a dBOT ViT-B/16 (MAE protocol, as in mmpretrain): frozen
+# encoder, final LayerNorm, cls token, BatchNorm without affine + linear
+# classifier, LARS lr 6.4 (0.1 x 16384 / 256), 90 epochs, 10 warmup.
+_base_ = [
+    'mmpretrain::mae/benchmarks/vit-base-p16_8xb2048-linear-coslr-90e_in1k.py'
+]
+custom_imports = dict(imports=['dbot_mm'], allow_failed_imports=False)
+
+pretrained = '{{$DBOT_PRETRAINED:checkpoints/dbot_vit-base-p16_in1k.pth}}'
+
+
+def _arch(name):
+    """See configs/cls/vit-base-p16_dbot-ft_8xb128-coslr-100e_in1k.py."""
+    from mmengine.config import Config
+    return Config.fromfile('{{ fileDirname }}/../_base_/models/' +
+                           name).model.backbone
+
+
+model = dict(
+    backbone=dict(
+        _arch('vit-base-p16.py'),
+        type='ViTDense',
+        img_size=224,
+        frozen_stages=12,  # = num_layers: the whole encoder
+        out_type='cls_token',
+        final_norm=True,
+        init_cfg=dict(
+            type='Pretrained', checkpoint=pretrained, prefix='backbone.')),
+    neck=dict(input_features=768),
+    head=dict(in_channels=768))

@@ -1,0 +1,65 @@
+"""Official dBOT / MAE pre-training checkpoint -> dbot_mm checkpoint.
+
+    # student + decoder + teacher -> dbot_mm pretrain checkpoint
+    python tools/model_converters/dbot_official_to_mm.py \
+        output/checkpoint-1600.pth work_dirs/dbot_vitb_official.pth \
+        --teacher output/checkpoint-teacher-1600.pth
+    # released pt. model -> backbone-only file for cls / det / seg / teachers
+    python tools/model_converters/dbot_official_to_mm.py \
+        84.5_dbot_base_pre.pth checkpoints/dbot_vitb_backbone.pth \
+        --backbone-only
+"""
+import argparse
+import os.path as osp
+import sys
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(
+    __file__)))))
+
+import torch  # noqa: E402
+
+from dbot_mm.models.converters import (convert_official_pretrain,  # noqa
+                                       extract_state_dict, load_source,
+                                       save_checkpoint)
+from dbot_mm.models.converters.common import summary  # noqa: E402
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('src', help='official checkpoint-*.pth or release')
+    parser.add_argument('dst', help='output .pth')
+    parser.add_argument('--teacher', help='official checkpoint-teacher-*.pth')
+    parser.add_argument('--backbone-only', action='store_true',
+                        help='keep only backbone.* (cls/det/seg, teachers)')
+    parser.add_argument('--num-heads', type=int,
+                        help='encoder heads for a non-standard width')
+    parser.add_argument('--teacher-num-layers', type=int,
+                        help='teacher arch.num_layers (default: max of the '
+                        'teacher file and student depth)')
+    parser.add_argument('--stage', type=int,
+                        help='stages already finished (the DBOT `stage` '
+                        'buffer), for continuing a run')
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    student = extract_state_dict(load_source(args.src))
+    teacher = None
+    if args.teacher and not args.backbone_only:
+        teacher = extract_state_dict(load_source(args.teacher))
+    state, report, cfg = convert_official_pretrain(
+        student, teacher, backbone_only=args.backbone_only,
+        num_heads=args.num_heads,
+        teacher_num_layers=args.teacher_num_layers)
+    if args.stage is not None and not args.backbone_only:
+        state['stage'] = torch.tensor(args.stage, dtype=torch.long)
+    meta = dict(dbot_mm=dict(
+        converter='dbot_official_to_mm', source=osp.basename(args.src),
+        model_cfg=cfg))
+    save_checkpoint(state, args.dst, meta)
+    print(summary(report, cfg, args.dst))
+
+
+if __name__ == '__main__':
+    main()
