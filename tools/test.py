@@ -17,7 +17,8 @@ from mmengine.registry import RUNNERS  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
 import dbot_mm  # noqa: E402,F401  (registers models, hooks, schedulers)
-from train import setup_cpu_distributed  # noqa: E402
+from train import (setup_cpu_distributed,  # noqa: E402
+                   teardown_distributed)
 
 
 def parse_args(argv=None):
@@ -77,8 +78,10 @@ def main(argv=None):
     if args.out:
         if not args.out.endswith(('.pkl', '.pickle')):
             raise ValueError('--out must be a .pkl file')
-        runner.test_evaluator.metrics.append(DumpResults(out_file_path=args.out))
+        runner.test_evaluator.metrics.append(
+            DumpResults(out_file_path=args.out))
     runner.test()
+    teardown_distributed()
 
 
 if __name__ == '__main__':

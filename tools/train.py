@@ -21,6 +21,7 @@ from mmengine.runner import Runner  # noqa: E402
 import dbot_mm  # noqa: E402,F401  (registers models, hooks, schedulers)
 
 AMP_DTYPES = {'fp16': 'float16', 'bf16': 'bfloat16'}
+AMP_WRAPPERS = ('AmpOptimWrapper', 'AutocastOptimWrapper')
 
 
 def parse_args(argv=None):
@@ -40,7 +41,8 @@ def parse_args(argv=None):
         nargs='?',
         const='config',
         choices=['config', 'fp16', 'bf16'],
-        help='mixed precision (AmpOptimWrapper); optionally the dtype, else '
+        help='mixed precision (AmpOptimWrapper; on CPU AutocastOptimWrapper); '
+        'optionally the dtype, else '
         "the config's optim_wrapper.dtype (fp16 if unset)")
     parser.add_argument(
         '--auto-scale-lr',
@@ -76,8 +78,13 @@ def merge_args(cfg, args):
         cfg.work_dir = osp.join('work_dirs',
                                 osp.splitext(osp.basename(args.config))[0])
     if args.amp is not None:
-        cfg.optim_wrapper.type = 'AmpOptimWrapper'
-        cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+        if cfg.optim_wrapper.get('type') not in AMP_WRAPPERS:
+            # mmengine's AmpOptimWrapper needs a GPU; dbot_mm's
+            # AutocastOptimWrapper also runs CPU bf16.
+            cfg.optim_wrapper.type = ('AmpOptimWrapper'
+                                      if torch.cuda.is_available() else
+                                      'AutocastOptimWrapper')
+            cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
         if args.amp in AMP_DTYPES:
             cfg.optim_wrapper.dtype = AMP_DTYPES[args.amp]
     if args.resume == 'auto':
@@ -117,6 +124,15 @@ def setup_cpu_distributed(cfg):
     cfg.model_wrapper_cfg = wrapper
 
 
+def teardown_distributed():
+    """Leave the process group before exit; a gloo group left to the
+    interpreter's shutdown can abort the process (SIGABRT) after training."""
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def main(argv=None):
     args = parse_args(argv)
     cfg = merge_args(Config.fromfile(args.config), args)
@@ -124,6 +140,7 @@ def main(argv=None):
     runner = (RUNNERS.build(cfg)
               if 'runner_type' in cfg else Runner.from_cfg(cfg))
     runner.train()
+    teardown_distributed()
 
 
 if __name__ == '__main__':

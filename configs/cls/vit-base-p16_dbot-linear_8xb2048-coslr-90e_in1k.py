@@ -6,7 +6,7 @@ _base_ = [
 ]
 custom_imports = dict(imports=['dbot_mm'], allow_failed_imports=False)
 
-pretrained = '{{$DBOT_PRETRAINED:checkpoints/dbot_vit-base-p16_in1k.pth}}'
+pretrained = '{{$DBOT_PRETRAINED:checkpoints/dbot_vitb_1600e.pth}}'
 
 
 def _arch(name):

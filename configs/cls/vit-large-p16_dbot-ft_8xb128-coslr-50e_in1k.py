@@ -2,7 +2,7 @@
 # but 50 epochs, layer decay 0.75, drop path 0.25, grad clip 1.0.
 _base_ = ['./vit-base-p16_dbot-ft_8xb128-coslr-100e_in1k.py']
 
-pretrained = '{{$DBOT_PRETRAINED:checkpoints/dbot_vit-large-p16_in1k.pth}}'
+pretrained = '{{$DBOT_PRETRAINED:checkpoints/dbot_vitl_1600e.pth}}'
 
 
 def _arch(name):

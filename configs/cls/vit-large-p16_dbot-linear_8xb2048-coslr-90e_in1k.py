@@ -1,7 +1,7 @@
 # Linear probing of a dBOT ViT-L/16; see the ViT-B config.
 _base_ = ['./vit-base-p16_dbot-linear_8xb2048-coslr-90e_in1k.py']
 
-pretrained = '{{$DBOT_PRETRAINED:checkpoints/dbot_vit-large-p16_in1k.pth}}'
+pretrained = '{{$DBOT_PRETRAINED:checkpoints/dbot_vitl_1600e.pth}}'
 
 
 def _arch(name):

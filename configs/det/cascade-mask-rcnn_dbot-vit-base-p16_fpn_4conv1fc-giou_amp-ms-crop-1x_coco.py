@@ -16,7 +16,7 @@ custom_imports = dict(imports=['dbot_mm'], allow_failed_imports=False)
 # The one place for the pretrained weights: a dbot_mm pretraining checkpoint
 # (encoder under "backbone.") or a published backbone. Override with
 # DBOT_PRETRAINED=... or --cfg-options model.backbone.init_cfg.checkpoint=...
-pretrained = '{{$DBOT_PRETRAINED:checkpoints/dbot_vit-base-p16_in1k.pth}}'
+pretrained = '{{$DBOT_PRETRAINED:checkpoints/dbot_vitb_1600e.pth}}'
 
 
 def _arch(name):

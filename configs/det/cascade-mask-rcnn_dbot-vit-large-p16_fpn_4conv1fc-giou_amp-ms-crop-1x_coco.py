@@ -2,7 +2,7 @@
 # 1024-wide FPN inputs (official vit_large config + DOWNSTREAM.md).
 _base_ = ['./cascade-mask-rcnn_dbot-vit-base-p16_fpn_4conv1fc-giou_amp-ms-crop-1x_coco.py']
 
-pretrained = '{{$DBOT_PRETRAINED:checkpoints/dbot_vit-large-p16_in1k.pth}}'
+pretrained = '{{$DBOT_PRETRAINED:checkpoints/dbot_vitl_1600e.pth}}'
 
 
 def _arch(name):

@@ -16,7 +16,7 @@ from dbot_mm.engine.schedules import stage_lr_schedulers  # noqa: E402
 
 data_root = 'data/fashion_mnist'
 stages = [0, 3, 6, 9]  # three stages of 3 epochs
-teacher_depths = [6, 6, 6]  # all blocks of the 6-block teacher, as ViT-B
+teacher_depths = [4, 4, 4]  # all blocks of the 4-block teacher, as ViT-B
 warmup_epochs = 1
 img_size = _base_.model.backbone.img_size
 patch_size = _base_.model.backbone.patch_size
@@ -26,9 +26,9 @@ model.backbone.drop_path_rate = 0.
 model.neck.update(
     num_patches=(img_size // patch_size)**2,
     embed_dim=_base_.model.backbone.arch.embed_dims,
-    decoder_embed_dim=128,
+    decoder_embed_dim=96,
     decoder_depth=2,
-    decoder_num_heads=4,
+    decoder_num_heads=3,
     drop_path_rate=0.)
 model.teacher.update(
     arch=_base_.model.backbone.arch,
@@ -109,9 +109,9 @@ custom_hooks = [
         train_dataloader=_knn_loader('train'),
         val_dataloader=_knn_loader('val'),
         interval=0,  # at the end of every stage
+        stages=stages,
         k=20),
 ]
 default_hooks = dict(
     logger=dict(interval=10),
     checkpoint=dict(interval=stages[1] - stages[0], max_keep_ckpts=-1))
-env_cfg = dict(dist_cfg=dict(backend='gloo'))

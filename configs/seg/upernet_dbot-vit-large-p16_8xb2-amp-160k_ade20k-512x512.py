@@ -3,7 +3,7 @@
 # layer decay 0.95 (drop path 0.2 as for B).
 _base_ = ['./upernet_dbot-vit-base-p16_8xb2-amp-160k_ade20k-512x512.py']
 
-pretrained = '{{$DBOT_PRETRAINED:checkpoints/dbot_vit-large-p16_in1k.pth}}'
+pretrained = '{{$DBOT_PRETRAINED:checkpoints/dbot_vitl_1600e.pth}}'
 
 
 def _arch(name):

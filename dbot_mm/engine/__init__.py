@@ -1,1 +1,1 @@
-from . import hooks, optimizers, schedules  # noqa: F401
+from . import fsdp, hooks, optimizers, schedules  # noqa: F401

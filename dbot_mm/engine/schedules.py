@@ -1,4 +1,4 @@
-"""The dBOT learning-rate schedule: warmup + half-cycle cosine, restarted per stage.
+"""dBOT learning rate: warmup + half-cycle cosine, restarted every stage.
 
 The official code (``util/lr_sched.py``) computes, at every iteration, the
 fractional epoch ``e`` inside the current stage of length ``E`` and sets::
@@ -29,7 +29,7 @@ __all__ = [
 
 @PARAM_SCHEDULERS.register_module()
 class StageLinearLR(LRSchedulerMixin, LinearParamScheduler):
-    """Linear warmup from ``start_factor * base`` that restarts from the base LR.
+    """Linear warmup from ``start_factor * base``, computed from the base LR.
 
     Unlike mmengine's ``LinearLR`` the factor reaches ``end_factor`` at
     ``end`` (the first step *after* the warmup), as the official

@@ -82,9 +82,8 @@ def load_pretrained(module: nn.Module,
     new = sorted(k for k in result.missing_keys
                  if any(p.search(k) for p in patterns))
     missing = sorted(set(result.missing_keys) - set(new))
-    expected = set(module.state_dict())
     report = dict(
-        loaded=sorted(expected - set(result.missing_keys)),
+        loaded=sorted(set(state) & set(module.state_dict())),
         new=new,
         missing=missing,
         unexpected=sorted(result.unexpected_keys))

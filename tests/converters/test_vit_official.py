@@ -81,7 +81,9 @@ def test_finetuned_classifier_logits_match(randomize):
 
 def test_cls_token_classifier(randomize):
     ref = randomize(_timm_vit(global_pool='token', num_classes=5))
-    state, _, cfg = convert_official_finetuned(ref.state_dict(), num_heads=2)
+    state, _, cfg = convert_official_finetuned(
+        ref.state_dict(), num_heads=2, head_type='VisionTransformerClsHead')
+    assert 'head.layers.head.weight' in state
     model = MODELS.build(cfg).eval()
     model.load_state_dict(state, strict=True)
     x = torch.randn(1, 3, 32, 32)
@@ -122,3 +124,34 @@ def test_namespace_is_the_only_extra_global(tmp_path):
     from dbot_mm.utils import UnsafeCheckpointError
     with pytest.raises(UnsafeCheckpointError):
         load_source(bad)
+
+
+def test_finetuned_file_runs_in_the_cls_config(tmp_path, randomize):
+    """The converted file is what configs/cls/*dbot-ft* build (shrunk)."""
+    from mmengine.config import Config
+    cfg_file = osp.join(ROOT, 'configs', 'cls',
+                        'vit-base-p16_dbot-ft_8xb128-coslr-100e_in1k.py')
+    if not osp.exists(cfg_file):
+        pytest.skip('fine-tuning config not in the tree')
+    ref = randomize(_timm_vit(global_pool='avg', fc_norm=True,
+                              num_classes=10))
+    src = str(tmp_path / 'finetune.pth')
+    _save_official(ref, src)
+    dst = str(tmp_path / 'in1k.pth')
+    import vit_finetuned_to_mmpretrain
+    vit_finetuned_to_mmpretrain.main([src, dst, '--num-heads', '2'])
+
+    model_cfg = Config.fromfile(cfg_file).model
+    model_cfg.backbone.update(
+        arch=dict(embed_dims=64, num_layers=2, num_heads=2,
+                  feedforward_channels=256),
+        img_size=32, patch_size=8, init_cfg=None)
+    model_cfg.head.update(in_channels=64, num_classes=10)
+    model_cfg.pop('data_preprocessor', None)
+    model = MODELS.build(model_cfg)
+    from dbot_mm.utils import safe_load
+    model.load_state_dict(safe_load(dst)['state_dict'], strict=True)
+    model.eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert (model(x, mode='tensor') - ref(x)).abs().max() <= 1e-5

@@ -49,9 +49,14 @@ def test_loss_finite_and_reproducible(make_dbot, images):
     assert first.dim() == 0 and torch.isfinite(first)
     assert torch.equal(first, again)
     assert not torch.equal(first, other)
-    # a 0/1 mask replays the same masking as the noise that made it
+    # a 0/1 mask replays the same masking as the noise that made it; the
+    # visible tokens then reach the encoder in index order instead of noise
+    # order, so attention sums in another order (last-bit differences for
+    # about 4 in 10 random inits): equal up to rounding, not bitwise.
     _, mask, _ = model.backbone(images, noise=_noise(0))
-    assert torch.equal(model.loss(images, None, mask=mask)['loss'], first)
+    torch.testing.assert_close(
+        model.loss(images, None, mask=mask)['loss'], first, rtol=1e-6,
+        atol=0)
     with pytest.raises(ValueError, match='ones per row'):
         model.loss(images, None, mask=torch.zeros(2, NUM_PATCHES))
     # mode='loss' of the runner goes through the same path

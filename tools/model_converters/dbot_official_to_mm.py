@@ -8,6 +8,10 @@
     python tools/model_converters/dbot_official_to_mm.py \
         84.5_dbot_base_pre.pth checkpoints/dbot_vitb_backbone.pth \
         --backbone-only
+
+CLIP-teacher releases (official ``beit`` branch: relative position bias,
+layer scale) are detected and converted for ``ViTDense`` with
+``--backbone-only``; the printed config lists the flags they need.
 """
 import argparse
 import os.path as osp
@@ -18,9 +22,10 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(
 
 import torch  # noqa: E402
 
-from dbot_mm.models.converters import (convert_official_pretrain,  # noqa
-                                       extract_state_dict, load_source,
-                                       save_checkpoint)
+from dbot_mm.models.converters import (convert_beit,  # noqa: E402
+                                       convert_official_pretrain,
+                                       extract_state_dict, is_beit_layout,
+                                       load_source, save_checkpoint)
 from dbot_mm.models.converters.common import summary  # noqa: E402
 
 
@@ -48,10 +53,18 @@ def main(argv=None):
     teacher = None
     if args.teacher and not args.backbone_only:
         teacher = extract_state_dict(load_source(args.teacher))
-    state, report, cfg = convert_official_pretrain(
-        student, teacher, backbone_only=args.backbone_only,
-        num_heads=args.num_heads,
-        teacher_num_layers=args.teacher_num_layers)
+    if is_beit_layout(student):
+        if not args.backbone_only:
+            raise SystemExit(
+                f'{args.src} is a BEiT-layout (CLIP-teacher, symmetric) '
+                'checkpoint; dbot_mm has no symmetric pre-training model to '
+                'continue it. Use --backbone-only for cls / det / seg.')
+        state, report, cfg = convert_beit(student, num_heads=args.num_heads)
+    else:
+        state, report, cfg = convert_official_pretrain(
+            student, teacher, backbone_only=args.backbone_only,
+            num_heads=args.num_heads,
+            teacher_num_layers=args.teacher_num_layers)
     if args.stage is not None and not args.backbone_only:
         state['stage'] = torch.tensor(args.stage, dtype=torch.long)
     meta = dict(dbot_mm=dict(

@@ -1,9 +1,13 @@
 """Official fine-tuned ViT (dBOT / MAE / DeiT, timm layout) -> mmpretrain
 ``ImageClassifier`` checkpoint.
 
+CLIP-teacher rows (official ``beit`` branch, BEiT layout) are detected and
+converted for ``ViTDense`` with relative position bias and layer scale.
+
     python tools/model_converters/vit_finetuned_to_mmpretrain.py \
         84.5_dbot_base_finetune.pth checkpoints/dbot_vitb_in1k.pth
-    python tools/test.py configs/cls/<vit-b config>.py \
+    python tools/test.py \
+        configs/cls/vit-base-p16_dbot-ft_8xb128-coslr-100e_in1k.py \
         checkpoints/dbot_vitb_in1k.pth
 """
 import argparse
@@ -13,9 +17,10 @@ import sys
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(
     __file__)))))
 
-from dbot_mm.models.converters import (convert_official_finetuned,  # noqa
-                                       extract_state_dict, load_source,
-                                       save_checkpoint)
+from dbot_mm.models.converters import (convert_beit,  # noqa: E402
+                                       convert_official_finetuned,
+                                       extract_state_dict, is_beit_layout,
+                                       load_source, save_checkpoint)
 from dbot_mm.models.converters.common import summary  # noqa: E402
 
 
@@ -25,13 +30,20 @@ def parse_args(argv=None):
     parser.add_argument('dst', help='output .pth')
     parser.add_argument('--num-heads', type=int,
                         help='encoder heads for a non-standard width')
+    parser.add_argument('--head', default='LinearClsHead',
+                        choices=['LinearClsHead', 'VisionTransformerClsHead'],
+                        help='head of the target config (default: '
+                        'LinearClsHead, as configs/cls/*dbot-ft*)')
     return parser.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
-    state, report, cfg = convert_official_finetuned(
-        extract_state_dict(load_source(args.src)), num_heads=args.num_heads)
+    src = extract_state_dict(load_source(args.src))
+    convert = convert_beit if is_beit_layout(src) \
+        else convert_official_finetuned
+    state, report, cfg = convert(src, num_heads=args.num_heads,
+                                 head_type=args.head)
     meta = dict(dbot_mm=dict(
         converter='vit_finetuned_to_mmpretrain',
         source=osp.basename(args.src), model_cfg=cfg))

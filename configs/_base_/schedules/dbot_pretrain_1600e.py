@@ -7,7 +7,8 @@
 optim_wrapper = dict(
     type='AmpOptimWrapper',
     # 'float16' as the official code; 'bfloat16' on Ampere or newer:
-    # `tools/train.py CONFIG --amp bf16` or --cfg-options optim_wrapper.dtype=bfloat16
+    # `tools/train.py CONFIG --amp bf16`
+    # (or --cfg-options optim_wrapper.dtype=bfloat16)
     dtype='float16',
     loss_scale='dynamic',
     optimizer=dict(

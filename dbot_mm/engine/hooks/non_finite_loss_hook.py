@@ -65,10 +65,18 @@ class NonFiniteLossHook(Hook):
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         model = runner.model.module if is_model_wrapper(
             runner.model) else runner.model
-        for name, param in model.named_parameters():
-            if not bool(torch.isfinite(param).all()):
-                raise NonFiniteLossError(
-                    f'Refusing to save a checkpoint at epoch {runner.epoch}, '
-                    f'iteration {runner.iter}: parameter {name} is not '
-                    'finite. Training stopped; the last checkpoint is '
-                    f'{_last_checkpoint(runner.work_dir)}.')
+        named = [(n, p.detach()) for n, p in model.named_parameters()]
+        if not named:
+            return
+        # One float64 sum per tensor: NaN and +-Inf survive it, overflow
+        # cannot happen, and a single check keeps it to one host sync.
+        sums = torch.stack([p.sum(dtype=torch.float64) for _, p in named])
+        if bool(torch.isfinite(sums).all()):
+            return
+        bad = [n for (n, _), ok in zip(named, torch.isfinite(sums)) if not ok]
+        raise NonFiniteLossError(
+            f'Refusing to save a checkpoint at epoch {runner.epoch}, '
+            f'iteration {runner.iter}: non-finite parameters '
+            f'{", ".join(bad[:5])}{" ..." if len(bad) > 5 else ""}. '
+            'Training stopped; the last checkpoint is '
+            f'{_last_checkpoint(runner.work_dir)}.')

@@ -33,6 +33,9 @@ class StageBootstrapHook(Hook):
             entry per stage. Entry 0 describes the teacher the model is built
             with (official ``init_teacher_encoder_depth``: 12 for ViT-B, 0 for
             ViT-L/H); entry ``k`` is the depth the bootstrapped teacher runs.
+            (The official ``--depth 12 12 12`` lists student depths, one per
+            boundary including the last; its teacher depths are
+            ``[init_teacher_encoder_depth] + depth[:-1]``, used per stage.)
         reinit_student (bool): Redraw every student weight at a boundary, as
             the official code does. Defaults to True.
         reset_optimizer (bool): Clear the optimizer state (AdamW moments) at a
@@ -49,6 +52,8 @@ class StageBootstrapHook(Hook):
                  reinit_student: bool = True,
                  reset_optimizer: bool = False,
                  seed: Optional[int] = None):
+        # Shadows mmengine's class attribute Hook.stages, which mmengine
+        # only reads from the class.
         self.stages = check_stages(stages, key='stages')
         self.num_stages = len(self.stages) - 1
         teacher_depths = list(teacher_depths)
@@ -120,7 +125,8 @@ class StageBootstrapHook(Hook):
                 f'but the model\'s teacher runs {int(depth)} blocks in stage '
                 f'{stage + 1}; set the model\'s teacher depth and the hook\'s '
                 '`teacher_depths` alike.')
-        capacity = getattr(getattr(model, 'teacher', None), 'num_layers', None)
+        teacher = getattr(model, 'teacher', None)
+        capacity = getattr(teacher, 'num_layers', None)
         if capacity is not None and max(self.teacher_depths) > int(capacity):
             raise ValueError(
                 f'`teacher_depths` {self.teacher_depths} needs a teacher with '
@@ -154,12 +160,11 @@ class StageBootstrapHook(Hook):
                 wrapper.optimizer.state.clear()
         model.stage.fill_(stage)
         info = model.teacher_info() if hasattr(model, 'teacher_info') else {}
+        student = (f're-initialised (seed {seed})'
+                   if self.reinit_student else 'kept')
+        optimizer = 'reset' if self.reset_optimizer else 'kept'
         runner.logger.info(
             f'dBOT stage {stage + 1}/{self.num_stages} begins at epoch '
             f'{runner.epoch}: teacher <- student encoder trained in stage '
-            f'{stage} ({depth} blocks); student '
-            + (f're-initialised (seed {seed})'
-               if self.reinit_student else 'kept') +
-            '; optimizer state ' +
-            ('reset' if self.reset_optimizer else 'kept') +
-            (f'; teacher {info}' if info else ''))
+            f'{stage} ({depth} blocks); student {student}; optimizer state '
+            f'{optimizer}; teacher {info}')

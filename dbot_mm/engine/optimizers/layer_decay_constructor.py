@@ -14,6 +14,7 @@ at ``i + 1`` and everything else (final norm, adapter, necks, heads) at
 embeddings, tokens and relative-position tables get no weight decay.
 """
 import importlib
+import warnings
 from functools import partial
 
 from mmpretrain.engine.optimizers import \
@@ -84,6 +85,10 @@ def _register(cls):
             registry = importlib.import_module(
                 f'{scope}.registry').OPTIM_WRAPPER_CONSTRUCTORS
         except ImportError:
+            continue  # not installed: nothing to register into
+        except Exception as e:  # e.g. mmdet refusing this mmcv version
+            warnings.warn(f'dbot_mm: {cls.__name__} not registered in '
+                          f'{scope} ({type(e).__name__}: {e})')
             continue
         if registry.module_dict.get(cls.__name__) is not cls:
             registry.register_module(module=cls)

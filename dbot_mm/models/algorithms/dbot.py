@@ -8,7 +8,8 @@ place so DDP and the optimizer keep valid references, and everything needed
 to resume lives in the state dict.
 """
 import copy
-from contextlib import contextmanager
+import re
+from contextlib import ExitStack, contextmanager
 from typing import Dict, List, Optional, Union
 
 import torch
@@ -17,6 +18,7 @@ from mmpretrain.models.selfsup.base import BaseSelfSupervisor
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 from torch import nn
+from torch.func import functional_call
 
 # Official MAE/dBOT ``initialize_weights``: xavier-uniform Linear, zero bias,
 # unit LayerNorm (the ViT/decoder ``init_weights`` add sin-cos pos embeds,
@@ -58,6 +60,51 @@ def _without_pretrained_init(modules):
             m.init_cfg = cfg
 
 
+_BLOCK_KEY = re.compile(r'^layers\.(\d+)\.')
+
+
+def _autocast_dtype(device_type: str) -> Optional[torch.dtype]:
+    """The dtype autocast runs ``device_type`` in, or None when it is off."""
+    try:
+        if torch.is_autocast_enabled(device_type):
+            return torch.get_autocast_dtype(device_type)
+    except (TypeError, AttributeError):  # torch < 2.4: no per-device query
+        pass
+    return None
+
+
+def _fsdp_class():
+    try:
+        from torch.distributed.fsdp import FullyShardedDataParallel
+    except ImportError:  # torch built without distributed
+        return None
+    return FullyShardedDataParallel
+
+
+def _unwrap(module: nn.Module) -> nn.Module:
+    fsdp = _fsdp_class()
+    return module.module if fsdp is not None and isinstance(
+        module, fsdp) else module
+
+
+@contextmanager
+def _full_params(*modules):
+    """Unsharded parameters of FSDP-wrapped parts, written back on exit.
+
+    Under FSDP (``configs/pretrain/*_fsdp.py``) the student's parameters are
+    flat shards between steps; a stage boundary must read and redraw whole
+    tensors. Every rank runs this with the same seed, so the write-back is
+    consistent. Plain modules pass through untouched.
+    """
+    fsdp = _fsdp_class()
+    with ExitStack() as stack:
+        for m in modules:
+            if fsdp is not None and isinstance(m, fsdp):
+                stack.enter_context(
+                    fsdp.summon_full_params(m, writeback=True))
+        yield
+
+
 @contextmanager
 def _seeded(seed: int, device: torch.device):
     """Seed the CPU and the parameters' device only, and restore both after.
@@ -96,6 +143,12 @@ class DBOT(BaseSelfSupervisor):
             embed, pos embed and cls token). Set False for a pretrained
             teacher, whose weights it would otherwise overwrite.
             Defaults to True.
+        bf16_teacher (bool): Under bf16 autocast, run the teacher entirely
+            in bf16 (weights cast once per step, bf16 residual stream)
+            instead of autocast's fp32 residual stream with a cast around
+            every matmul. Targets are normalised per token in float32 by the
+            head either way. No effect in fp32 or fp16 (an fp16 residual
+            stream could overflow in deep teachers). Defaults to True.
         data_preprocessor (dict, optional): Defaults to
             ``SelfSupDataPreprocessor``.
         pretrained (str, optional): Checkpoint for the whole model.
@@ -109,6 +162,7 @@ class DBOT(BaseSelfSupervisor):
                  head: dict,
                  teacher: Union[dict, nn.Module],
                  init_teacher_from_student: bool = True,
+                 bf16_teacher: bool = True,
                  data_preprocessor: Optional[Union[dict, nn.Module]] = None,
                  pretrained: Optional[str] = None,
                  init_cfg: Optional[Union[List[dict], dict]] = None) -> None:
@@ -136,6 +190,7 @@ class DBOT(BaseSelfSupervisor):
         # keeps the module (and state-dict) order.
         self.teacher = teacher
         self.init_teacher_from_student = init_teacher_from_student
+        self.bf16_teacher = bf16_teacher
         self.register_buffer('stage', torch.zeros((), dtype=torch.long))
         self._check_shapes()
 
@@ -203,11 +258,39 @@ class DBOT(BaseSelfSupervisor):
             noise = self._noise_from_mask(mask)
         latent, patch_mask, ids_restore = self.backbone(inputs, noise=noise)
         pred = self.neck(latent, ids_restore)
-        target = self.teacher(inputs)
+        target = self.teacher_forward(inputs)
         cls_mask = patch_mask.new_ones(patch_mask.shape[0], 1)
         loss = self.head.loss(pred, target,
                               torch.cat([cls_mask, patch_mask], dim=1))
         return dict(loss=loss)
+
+    def teacher_forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        """Teacher tokens; all-bf16 under bf16 autocast (``bf16_teacher``).
+
+        The teacher runs under ``no_grad`` (its own forward), not
+        ``inference_mode``: inference tensors may not be saved for backward,
+        and a criterion on un-normalised targets would have to save them.
+        Its bf16 weights are cast per step from the fp32 ones rather than
+        cached, so no copy can go stale when the teacher is bootstrapped or
+        loaded; only the blocks that run are cast.
+        """
+        dtype = _autocast_dtype(inputs.device.type)
+        if dtype != torch.bfloat16 or not self.bf16_teacher or \
+                _unwrap(self.teacher) is not self.teacher:
+            return self.teacher(inputs)
+        depth = getattr(self.teacher, 'depth', None)
+        with torch.no_grad():
+            weights = {}
+            for name, param in self.teacher.named_parameters():
+                block = _BLOCK_KEY.match(name)
+                if depth is not None and block and int(block.group(1)) >= \
+                        depth:
+                    continue
+                if param.is_floating_point():
+                    weights[name] = param.to(dtype)
+        with torch.autocast(inputs.device.type, enabled=False):
+            return functional_call(self.teacher, weights,
+                                   (inputs.to(dtype), ), strict=False)
 
     def _noise_from_mask(self, mask: torch.Tensor) -> torch.Tensor:
         hidden = mask.shape[-1] - self.backbone.num_keep
@@ -222,7 +305,34 @@ class DBOT(BaseSelfSupervisor):
     # ----------------------------------------------------------------- stages
     def student_state(self) -> Dict[str, torch.Tensor]:
         """Student encoder tensors, keyed as in the teacher."""
-        return dict(self.backbone.state_dict())
+        sharded = _unwrap(self.backbone) is not self.backbone
+        with self._whole_students():
+            state = dict(self.backbone.state_dict())
+            if sharded:  # the gathered storage is freed on leaving
+                state = {k: v.clone() for k, v in state.items()}
+        return state
+
+    @contextmanager
+    def _whole_students(self):
+        """Student modules as plain modules holding whole parameters.
+
+        Without FSDP this does nothing. With FSDP units (see
+        ``dbot_mm/engine/fsdp.py``) each unit is gathered and, for the
+        duration, swapped for the module it wraps, so that ``state_dict``,
+        ``apply`` and the mmengine init chain see ordinary tensors; edits are
+        written back to the shards on exit.
+        """
+        units = {name: self._modules[name]
+                 for name in ('backbone', 'neck', 'head')
+                 if self._modules.get(name) is not None
+                 and _unwrap(self._modules[name]) is not self._modules[name]}
+        with _full_params(*units.values()):
+            for name, unit in units.items():
+                self._modules[name] = unit.module
+            try:
+                yield
+            finally:
+                self._modules.update(units)
 
     def student_modules(self) -> Dict[str, nn.Module]:
         return {
@@ -260,17 +370,18 @@ class DBOT(BaseSelfSupervisor):
         device = next(self.backbone.parameters()).device
         teacher = self._modules.pop('teacher')
         try:
-            students = [m for s in self.student_modules().values()
-                        for m in s.modules()]
-            with _seeded(int(seed), device), \
-                    _without_pretrained_init([self] + students):
-                for m in students:
-                    if hasattr(m, 'reset_parameters'):
-                        m.reset_parameters()
-                for m in [self] + students:
-                    if isinstance(m, BaseModule):
-                        m._is_init = False
-                BaseModule.init_weights(self)
+            with self._whole_students():
+                students = [m for s in self.student_modules().values()
+                            for m in s.modules()]
+                with _seeded(int(seed), device), \
+                        _without_pretrained_init([self] + students):
+                    for m in students:
+                        if hasattr(m, 'reset_parameters'):
+                            m.reset_parameters()
+                    for m in [self] + students:
+                        if isinstance(m, BaseModule):
+                            m._is_init = False
+                    BaseModule.init_weights(self)
         finally:
             self._modules['teacher'] = teacher
 

@@ -15,6 +15,7 @@ the official dBOT det / seg code bolts on:
 Registered in mmpretrain's MODELS and, when installed, mmdet's and mmseg's.
 """
 import importlib
+import warnings
 from typing import Optional, Sequence, Tuple
 
 import torch
@@ -228,18 +229,20 @@ class ViTDense(VisionTransformer):
         self.pretrained_report = None
 
         if use_rel_pos_bias:
-            # Only the attention changes; the blocks' other parts (and their
-            # init) stay mmpretrain's.
-            dpr = torch.linspace(0, drop_path_rate, self.num_layers).tolist()
-            for layer, p in zip(self.layers, dpr):
+            # Only the attention changes, built with the settings of the one
+            # it replaces; the blocks' other parts (and init) stay
+            # mmpretrain's.
+            for layer in self.layers:
                 old = layer.attn
                 layer.attn = RelPosAttention(
                     window_size=self.patch_resolution,
-                    embed_dims=self.embed_dims,
-                    num_heads=self.arch_settings['num_heads'],
+                    embed_dims=old.embed_dims,
+                    num_heads=old.num_heads,
                     attn_drop=old.attn_drop,
                     proj_drop=old.proj_drop.p,
-                    dropout_layer=dict(type='DropPath', drop_prob=p),
+                    dropout_layer=dict(
+                        type='DropPath',
+                        drop_prob=getattr(old.out_drop, 'drop_prob', 0.)),
                     qkv_bias=old.qkv.bias is not None,
                     layer_scale_init_value=layer_scale_init_value)
 
@@ -344,8 +347,13 @@ def _register(cls):
     MODELS.register_module(module=cls)
     for scope in ('mmdet', 'mmseg'):
         try:
-            registry = importlib.import_module(f'{scope}.registry').MODELS
+            registry = importlib.import_module(
+                f'{scope}.registry').MODELS
         except ImportError:
+            continue  # not installed: nothing to register into
+        except Exception as e:  # e.g. mmdet refusing this mmcv version
+            warnings.warn(f'dbot_mm: {cls.__name__} not registered in '
+                          f'{scope} ({type(e).__name__}: {e})')
             continue
         if registry.module_dict.get(cls.__name__) is not cls:
             registry.register_module(module=cls)

@@ -200,10 +200,17 @@ def check_against(module: nn.Module,
 
 
 def build_on_meta(cfg: dict) -> nn.Module:
-    """Build a registered module without allocating its weights."""
+    """Build a registered module without allocating its weights.
+
+    Modules whose constructor reads tensor values (``.tolist()``) cannot be
+    built on the meta device; they are built on the CPU instead.
+    """
     import dbot_mm  # noqa: F401  (registers the dbot_mm modules)
     from mmpretrain.registry import MODELS
-    with torch.device('meta'):
+    try:
+        with torch.device('meta'):
+            return MODELS.build(cfg)
+    except (NotImplementedError, RuntimeError):
         return MODELS.build(cfg)
 
 

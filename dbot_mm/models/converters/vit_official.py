@@ -16,7 +16,7 @@ Three outputs are supported:
 * a backbone-only checkpoint (``backbone.*``) for classification, detection,
   segmentation, or a :class:`PretrainedTeacher`;
 * an mmpretrain ``ImageClassifier`` checkpoint from a fine-tuned model
-  (``backbone.*`` + ``head.layers.head.*``).
+  (``backbone.*`` + ``head.fc.*`` or ``head.layers.head.*``).
 """
 import re
 from collections import OrderedDict
@@ -104,6 +104,9 @@ def split_official(state: Mapping[str, torch.Tensor]
             decoder[_DECODER_MAP[key]] = value
         else:
             report.unused_source_keys.append(key)
+    if 'decoder_pred.weight' in state:
+        report.notes.append('MAE pixel decoder (decoder_pred): it predicts '
+                            'pixels, not teacher features')
     if 'cls_token' not in encoder:
         raise ConversionError(
             'no "cls_token" in the source: not an official ViT/MAE/dBOT '
@@ -242,11 +245,14 @@ def convert_official_pretrain(
             ignore_missing=[f'layers.{i}.'
                             for i in range(t_depth, arch['num_layers'])])
         # the official teacher keeps its final norm; dBOT never applies it
+        final_norm = [k for k in t_check.unexpected_keys
+                      if k.startswith('ln1.')]
         t_check.notes += [f'teacher "{k}" dropped (tlayernorm=0)'
-                          for k in t_check.unexpected_keys]
-        for k in t_check.unexpected_keys:
+                          for k in final_norm]
+        for k in final_norm:
             t_enc.pop(k)
-        t_check.unexpected_keys = []
+        t_check.unexpected_keys = [k for k in t_check.unexpected_keys
+                                   if k not in final_norm]
         report.merge(t_check, 'teacher.')
         out.update(('teacher.' + k, v) for k, v in t_enc.items())
         model_cfg['teacher'] = teacher_cfg
@@ -256,24 +262,39 @@ def convert_official_pretrain(
     return out, report, model_cfg
 
 
+# mmpretrain head type -> name of its Linear
+_HEAD_LINEAR = {'LinearClsHead': 'fc', 'VisionTransformerClsHead':
+                'layers.head'}
+
+
 def convert_official_finetuned(
         state: Mapping[str, torch.Tensor],
         num_heads: Optional[int] = None,
+        head_type: str = 'LinearClsHead',
 ) -> Tuple[StateDict, ConversionReport, Dict]:
     """Official fine-tuned ViT (``models_vit.py``) -> ``ImageClassifier``.
 
     A global-pool model (``fc_norm``, the MAE/dBOT default) maps to
     ``out_type='avg_featmap'`` without final norm (``ln2`` is fc_norm); a
     cls-token model (``norm``) to ``out_type='cls_token'``.
+
+    Args:
+        head_type: ``'LinearClsHead'`` (``head.fc.*``, what
+            ``configs/cls/*dbot-ft*`` build, so ``tools/test.py`` runs the
+            converted file as is) or ``'VisionTransformerClsHead'``
+            (``head.layers.head.*``).
     """
+    if head_type not in _HEAD_LINEAR:
+        raise ValueError(f'head_type must be one of {list(_HEAD_LINEAR)}')
     enc, dec, report = split_official(state)
     report.unused_source_keys += dec.keys()
     head = OrderedDict()
+    linear = _HEAD_LINEAR[head_type]
     for name in ('weight', 'bias'):
         if f'head.{name}' in state:
-            head[f'layers.head.{name}'] = state[f'head.{name}']
+            head[f'{linear}.{name}'] = state[f'head.{name}']
             report.unused_source_keys.remove(f'head.{name}')
-    if 'layers.head.weight' not in head:
+    if f'{linear}.weight' not in head:
         raise ConversionError('no "head.weight": not a fine-tuned classifier')
     info = infer_vit_arch(enc, num_heads)
     global_pool = 'ln2.weight' in enc
@@ -283,8 +304,8 @@ def convert_official_finetuned(
         out_type='avg_featmap' if global_pool else 'cls_token',
         final_norm=not global_pool,
         layer_scale_init_value=1e-5 if info['layer_scale'] else 0.)
-    num_classes, in_channels = head['layers.head.weight'].shape
-    head_cfg = dict(type='VisionTransformerClsHead', num_classes=num_classes,
+    num_classes, in_channels = head[f'{linear}.weight'].shape
+    head_cfg = dict(type=head_type, num_classes=num_classes,
                     in_channels=in_channels)
     report.merge(check_against(build_on_meta(backbone_cfg), enc), 'backbone.')
     report.merge(check_against(build_on_meta(head_cfg), head), 'head.')

@@ -14,6 +14,8 @@ from mmpretrain.models.backbones.vision_transformer import \
 from mmpretrain.models.necks import MAEPretrainDecoder
 from mmpretrain.registry import MODELS
 
+from ..backbones.dbot_vit import run_blocks, use_fast_attention
+
 
 @MODELS.register_module()
 class DBOTDecoder(MAEPretrainDecoder):
@@ -34,6 +36,8 @@ class DBOTDecoder(MAEPretrainDecoder):
             official code reuses the student's rate (``sdpr``) here.
             Defaults to 0.
         norm_cfg (dict): Defaults to LayerNorm with eps 1e-6.
+        with_cp (bool): Activation checkpointing of the decoder blocks (see
+            ``DBOTViT``). Defaults to False.
         init_cfg (dict | list, optional): Defaults to None.
     """
 
@@ -47,6 +51,7 @@ class DBOTDecoder(MAEPretrainDecoder):
                  mlp_ratio: float = 4.,
                  drop_path_rate: float = 0.,
                  norm_cfg: dict = dict(type='LN', eps=1e-6),
+                 with_cp: bool = False,
                  init_cfg: Optional[Union[List[dict], dict]] = None) -> None:
         side = int(round(num_patches**.5))
         if side * side != num_patches:
@@ -65,6 +70,7 @@ class DBOTDecoder(MAEPretrainDecoder):
             init_cfg=init_cfg)
         self.embed_dim = embed_dim
         self.predict_dim = predict_dim
+        self.with_cp = with_cp
         if drop_path_rate > 0:
             # The parent builds its blocks without drop path.
             rates = np.linspace(0, drop_path_rate, decoder_depth)
@@ -77,6 +83,7 @@ class DBOTDecoder(MAEPretrainDecoder):
                     qkv_bias=True,
                     norm_cfg=norm_cfg) for rate in rates
             ])
+        use_fast_attention(self)
 
     def forward(self, x: torch.Tensor,
                 ids_restore: torch.Tensor) -> torch.Tensor:
@@ -98,6 +105,5 @@ class DBOTDecoder(MAEPretrainDecoder):
         patches = torch.gather(
             patches, 1, ids_restore.unsqueeze(-1).expand(-1, -1, C))
         x = torch.cat([cls, patches], dim=1) + self.decoder_pos_embed
-        for block in self.decoder_blocks:
-            x = block(x)
+        x = run_blocks(self.decoder_blocks, x, self.with_cp and self.training)
         return self.decoder_pred(self.decoder_norm(x))

@@ -52,7 +52,9 @@ class PretrainedTeacher(ViTTeacher):
             ``ln_pre``). Defaults to False.
         out_proj_dims (int, optional): Keep CLIP's output projection
             (``proj``, no bias) to this width. The official CLIP teacher
-            applies it; dbot_mm configs leave it out (see ``out_dims``).
+            applies it; dbot_mm configs leave it out because ``DBOT`` sizes
+            its decoder from the teacher's ``embed_dims``, not ``out_dims``
+            (the head then rejects the first batch).
         out_size (int | tuple, optional): Token grid of the targets. Patch
             tokens are resampled (bilinear) to it when the teacher's own grid
             differs, so the targets line up with the student's patches.

@@ -5,6 +5,11 @@ boundary, the student's weights can be copied straight in. It is built once
 with the largest depth it will ever need; the persistent ``active_depth``
 buffer says how many blocks actually run, so bootstrapping never allocates new
 Parameters (DDP and the checkpoint keep valid references and shapes).
+
+The buffer is what checkpoints hold; the forward reads a Python-int copy of
+it instead, because ``int(buffer)`` on a GPU is a host sync every step. The
+copy is refreshed wherever the buffer is written: ``set_depth``,
+``load_from_student`` and state-dict loading.
 """
 import re
 from typing import Dict, Mapping, Optional, Union
@@ -14,7 +19,7 @@ from mmpretrain.models.selfsup.mae import MAEViT
 from mmpretrain.models.utils import resize_pos_embed
 from mmpretrain.registry import MODELS
 
-from ..backbones.dbot_vit import check_patch_grid
+from ..backbones.dbot_vit import check_patch_grid, use_fast_attention
 
 _LAYER_KEY = re.compile(r'^layers\.(\d+)\.')
 
@@ -71,9 +76,11 @@ class ViTTeacher(MAEViT):
         self._check_depth(depth)
         self.register_buffer(
             'active_depth', torch.tensor(depth, dtype=torch.long))
+        self._depth = int(depth)
         for param in self.parameters():
             param.requires_grad_(False)
         self.train(False)
+        use_fast_attention(self)
 
     def _check_depth(self, depth: int) -> None:
         if not 0 <= int(depth) <= self.num_layers:
@@ -84,13 +91,21 @@ class ViTTeacher(MAEViT):
 
     @property
     def depth(self) -> int:
-        """Blocks currently run (reads the buffer, so resume is honoured)."""
-        return int(self.active_depth)
+        """Blocks currently run (the buffer's value, kept as a Python int)."""
+        return self._depth
 
     def set_depth(self, depth: int) -> None:
         """Change how many blocks run, in place (the buffer is persistent)."""
         self._check_depth(depth)
         self.active_depth.fill_(int(depth))
+        self._depth = int(depth)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        """Refresh the depth copy after a checkpoint (resume) wrote the
+        buffer; the one host read happens here, not in the step."""
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        if not self.active_depth.is_meta:
+            self._depth = int(self.active_depth)
 
     def train(self, mode: bool = True) -> 'ViTTeacher':
         """Ignore ``mode``: targets must never see dropout or drop path."""
@@ -161,6 +176,7 @@ class ViTTeacher(MAEViT):
         for dst, src in pairs:
             dst.copy_(src)
         self.active_depth.fill_(depth)
+        self._depth = depth
 
     def info(self) -> Dict[str, int]:
         return dict(depth=self.depth, num_layers=self.num_layers)

@@ -1,0 +1,45 @@
+# dBOT ViT-H/14 pre-training on ImageNet-1k (official PRETRAIN.md): 32 GPUs
+# x 128 images, 1600 epochs as two stages of 800, patch 14 (16 x 16 patches
+# of a 224 px crop), student drop path 0.3. Stage 1 distils a depth-0
+# teacher (the student's initial embeddings); at epoch 800 the teacher
+# becomes the stage-1 student (32 blocks). No gradient clipping.
+#   tools/dist_train.sh configs/pretrain/dbot_vith.py 32   (4 nodes x 8)
+_base_ = [
+    '../_base_/models/vit-huge-p14.py',
+    '../_base_/models/dbot.py',
+    '../_base_/datasets/imagenet_dbot_pretrain.py',
+    '../_base_/schedules/dbot_pretrain_1600e.py',
+    '../_base_/default_runtime.py',
+]
+from dbot_mm.engine.schedules import stage_lr_schedulers  # noqa: E402
+
+stages = [0, 800, 1600]  # stage boundaries in epochs (--stage_epochs)
+teacher_depths = [0, 32]  # teacher blocks in each stage
+warmup_epochs = 40  # linear warmup at the start of every stage
+drop_path = 0.3  # student encoder and decoder (--sdpr)
+
+model = _base_.dbot_model  # merged into vit-huge-p14.py's `model`
+model.backbone.drop_path_rate = drop_path
+model.neck.update(embed_dim=1280, num_patches=(224 // 14)**2,
+                  drop_path_rate=drop_path)
+model.teacher.update(
+    arch=_base_.model.backbone.arch,
+    patch_size=_base_.model.backbone.patch_size,
+    depth=teacher_depths[0])
+
+param_scheduler = stage_lr_schedulers(stages, warmup_epochs=warmup_epochs)
+train_cfg = dict(max_epochs=stages[-1])
+
+custom_hooks = [
+    dict(
+        type='StageBootstrapHook',
+        stages=stages,
+        teacher_depths=teacher_depths,
+        reinit_student=True,
+        reset_optimizer=False),  # official: AdamW state carries over
+    dict(type='EpochSeedHook'),
+    dict(type='NonFiniteLossHook'),
+]
+default_hooks = dict(
+    logger=dict(interval=50),
+    checkpoint=dict(interval=10, max_keep_ckpts=3))

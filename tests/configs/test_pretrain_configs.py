@@ -1,0 +1,190 @@
+"""The paper's pre-training configs carry the official settings and build."""
+import copy
+
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.optim import build_optim_wrapper
+from mmengine.registry import init_default_scope
+from mmpretrain.registry import MODELS
+
+import dbot_mm  # noqa: F401
+from dbot_mm.engine.hooks import StageBootstrapHook
+
+ROOT = 'configs/pretrain/'
+PAPER = {
+    # config: (arch, patch, drop path, clip, stages, teacher depths)
+    'dbot_vitb.py': ('b', 16, 0.2, 3.0, [0, 800, 1600], [12, 12]),
+    'dbot_vitl.py': ('l', 16, 0.2, None, [0, 800, 1600], [0, 24]),
+    'dbot_vith.py': ('h', 14, 0.3, None, [0, 800, 1600], [0, 32]),
+    'dbot_vitb_3stage.py':
+    ('b', 16, 0.2, 3.0, [0, 533, 1066, 1600], [12, 12, 12]),
+    'dbot_vitl_3stage.py':
+    ('l', 16, 0.2, None, [0, 533, 1066, 1600], [0, 24, 24]),
+    'dbot_vith_3stage.py':
+    ('h', 14, 0.3, None, [0, 533, 1066, 1600], [0, 32, 32]),
+}
+WIDTH = {'b': 768, 'l': 1024, 'h': 1280}
+
+
+def load(name):
+    return Config.fromfile(ROOT + name)
+
+
+def stage_hook(cfg):
+    (hook, ) = [h for h in cfg.custom_hooks
+                if h['type'] == 'StageBootstrapHook']
+    return hook
+
+
+@pytest.mark.parametrize('name', sorted(PAPER))
+def test_paper_values(name):
+    arch, patch, dpr, clip, stages, depths = PAPER[name]
+    cfg = load(name)
+    assert cfg.default_scope == 'mmpretrain'
+    assert cfg.custom_imports == dict(
+        imports=['dbot_mm'], allow_failed_imports=False)
+
+    m = cfg.model
+    assert m.type == 'DBOT' and m.init_teacher_from_student
+    assert (m.backbone.type, m.backbone.arch, m.backbone.patch_size) == (
+        'DBOTViT', arch, patch)
+    assert m.backbone.get('img_size', 224) == 224
+    assert m.backbone.mask_ratio == 0.75
+    assert m.backbone.drop_path_rate == dpr
+    assert m.neck.type == 'DBOTDecoder'
+    assert (m.neck.decoder_depth, m.neck.decoder_embed_dim,
+            m.neck.decoder_num_heads) == (8, 512, 16)
+    assert m.neck.embed_dim == WIDTH[arch]
+    assert m.neck.num_patches == (224 // patch)**2
+    assert m.neck.drop_path_rate == dpr  # official decoder reuses sdpr
+    assert m.head.loss == dict(type='DistillSmoothL1Loss', beta=2.0)
+    assert m.head.norm_target
+    assert (m.teacher.arch, m.teacher.patch_size) == (arch, patch)
+    assert m.teacher.depth == depths[0] and not m.teacher.final_norm
+
+    ow = cfg.optim_wrapper
+    assert ow.type == 'AmpOptimWrapper' and ow.dtype in ('float16',
+                                                         'bfloat16')
+    assert ow.optimizer == dict(
+        type='AdamW', lr=1.5e-4 * 4096 / 256, betas=(0.9, 0.95),
+        weight_decay=0.05)
+    assert ow.optimizer.lr == pytest.approx(0.0024)
+    pw = ow.paramwise_cfg
+    assert pw.norm_decay_mult == 0 and pw.bias_decay_mult == 0
+    assert all(pw.custom_keys[k].decay_mult == 0
+               for k in ('pos_embed', 'cls_token', 'mask_token'))
+    assert ow.get('clip_grad') == (None if clip is None else dict(
+        max_norm=clip))
+
+    assert cfg.train_dataloader.batch_size == 128  # x 32 GPUs = 4096
+    assert cfg.auto_scale_lr.base_batch_size == 4096
+    assert cfg.train_cfg.max_epochs == 1600
+    hook = stage_hook(cfg)
+    assert hook.stages == stages and hook.teacher_depths == depths
+    assert hook.reinit_student and not hook.reset_optimizer
+    StageBootstrapHook(**{k: v for k, v in hook.items() if k != 'type'})
+
+    # one 40-epoch warmup + cosine to 0 per stage, updated every iteration
+    sched = cfg.param_scheduler
+    assert len(sched) == 2 * (len(stages) - 1)
+    for (begin, end), warm, cos in zip(
+            zip(stages[:-1], stages[1:]), sched[0::2], sched[1::2]):
+        assert (warm.type, warm.begin, warm.end) == ('StageLinearLR', begin,
+                                                     begin + 40)
+        assert warm.start_factor == 0 and warm.end_factor == 1
+        assert (cos.type, cos.begin, cos.end) == ('StageCosineAnnealingLR',
+                                                  begin + 40, end)
+        assert cos.eta_min == 0
+        assert warm.convert_to_iter_based and cos.convert_to_iter_based
+
+    hooks = [h['type'] for h in cfg.custom_hooks]
+    assert 'EpochSeedHook' in hooks and 'NonFiniteLossHook' in hooks
+    assert cfg.randomness.seed is not None
+
+
+def test_imagenet_pipeline():
+    cfg = load('dbot_vitb.py')
+    crop, flip = cfg.train_pipeline[1], cfg.train_pipeline[2]
+    assert (crop.type, crop.scale, tuple(crop.crop_ratio_range),
+            crop.interpolation) == ('RandomResizedCrop', 224, (0.2, 1.0),
+                                    'bicubic')
+    assert (flip.type, flip.prob) == ('RandomFlip', 0.5)
+    dp = cfg.data_preprocessor
+    assert dp.type == 'SelfSupDataPreprocessor'
+    assert dp.mean == [123.675, 116.28, 103.53]
+    assert dp.std == [58.395, 57.12, 57.375]
+    assert cfg.train_dataloader.dataset.type == 'ImageNet'
+
+
+def shrink(model_cfg, max_depth):
+    """Same recipe, a 64-wide ViT so that building takes a moment on CPU."""
+    cfg = copy.deepcopy(model_cfg)
+    arch = dict(
+        embed_dims=64,
+        num_layers=max(max_depth, 1),
+        num_heads=2,
+        feedforward_channels=128)
+    cfg.backbone.arch = arch
+    cfg.teacher.arch = arch
+    cfg.neck.update(embed_dim=64, decoder_embed_dim=32, decoder_depth=1,
+                    decoder_num_heads=2)
+    return cfg
+
+
+@pytest.mark.parametrize('name', sorted(PAPER))
+def test_builds_shrunk(name):
+    init_default_scope('mmpretrain')
+    cfg = load(name)
+    depths = stage_hook(cfg).teacher_depths
+    small = [min(d, 2) for d in depths]
+    model_cfg = shrink(cfg.model, max(small))
+    model_cfg.teacher.depth = small[0]
+    model = MODELS.build(model_cfg)
+    model.init_weights()
+    assert model.neck.predict_dim == 64  # from the teacher's width
+    assert model.teacher.depth == small[0]
+    ow_cfg = copy.deepcopy(cfg.optim_wrapper)
+    ow_cfg.type = 'OptimWrapper'  # AmpOptimWrapper needs a GPU
+    ow_cfg.pop('dtype'), ow_cfg.pop('loss_scale')
+    optim = build_optim_wrapper(model, ow_cfg).optimizer
+    in_optim = {id(p): g['weight_decay'] for g in optim.param_groups
+                for p in g['params']}
+    for name_, p in model.named_parameters():
+        if name_.startswith('teacher.') or not p.requires_grad:
+            assert id(p) not in in_optim, name_
+        elif (p.ndim == 1 or 'token' in name_ or 'pos_embed' in name_):
+            assert in_optim[id(p)] == 0, name_
+        else:
+            assert in_optim[id(p)] == 0.05, name_
+    x = torch.randn(2, 3, 224, 224)
+    loss = model.loss(x)['loss']
+    assert torch.isfinite(loss)
+
+
+@pytest.mark.slow
+def test_vitb_builds_full_size():
+    init_default_scope('mmpretrain')
+    cfg = load('dbot_vitb.py')
+    model = MODELS.build(cfg.model)
+    student = sum(p.numel() for p in model.backbone.parameters())
+    teacher = sum(p.numel() for p in model.teacher.parameters())
+    assert 85e6 < student < 87e6 and teacher == student - 2 * 768
+    assert model.neck.predict_dim == 768
+
+
+def test_demo_config():
+    cfg = load('dbot_demo_fashion-mnist.py')
+    hook = stage_hook(cfg)
+    assert len(hook.stages) - 1 >= 2
+    assert hook.stages[-1] == cfg.train_cfg.max_epochs
+    assert cfg.train_dataloader.dataset.data_root == 'data/fashion_mnist'
+    assert cfg.model.backbone.img_size == 32
+    assert cfg.model.teacher.depth == hook.teacher_depths[0]
+    assert cfg.default_hooks.checkpoint.interval == (hook.stages[1] -
+                                                     hook.stages[0])
+    assert 'KNNMonitorHook' in [h['type'] for h in cfg.custom_hooks]
+    init_default_scope('mmpretrain')
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    assert torch.isfinite(model.loss(torch.randn(2, 3, 32, 32))['loss'])
