@@ -54,7 +54,6 @@ def add_model_and_image_args(p: argparse.ArgumentParser) -> None:
 
 def model_and_images(args) -> Tuple[torch.nn.Module, torch.Tensor, dict]:
     """Model (eval), normalised images and the loader's info dict."""
-    torch.set_grad_enabled(False)
     model, info = load_vit(args.checkpoint, args.config_or_arch,
                            args.component, args.img_size, args.num_heads)
     mean, std, to_rgb = normalisation_from_config(info['config'])

@@ -173,6 +173,8 @@ def test_mmdet_coco_dataset_and_train_pipeline(mosaic):
     _import_or_skip('mmdet.datasets')
     from mmdet.datasets import CocoDataset
     from mmdet.registry import TRANSFORMS
+    from mmengine.registry import init_default_scope
+    init_default_scope('mmdet')  # other tests may leave another scope set
     out, counts = mosaic
     pipeline = [TRANSFORMS.build(t) for t in [
         dict(type='LoadImageFromFile'),
@@ -205,6 +207,8 @@ def test_mmdet_polygons_with_poly2mask_false(tmp_path):
     _import_or_skip('mmdet.datasets')
     from mmdet.datasets import CocoDataset
     from mmdet.registry import TRANSFORMS
+    from mmengine.registry import init_default_scope
+    init_default_scope('mmdet')  # other tests may leave another scope set
     generate_mosaic(str(tmp_path), **dict(ARGS, num_train=2, num_val=1,
                                           mask_format='polygon'))
     ds = CocoDataset(
@@ -224,7 +228,9 @@ def test_mmdet_polygons_with_poly2mask_false(tmp_path):
 def test_mmseg_ade_layout_with_reduce_zero_label(mosaic):
     _import_or_skip('mmseg.datasets')
     from mmseg.datasets import BaseSegDataset
+    from mmengine.registry import init_default_scope
     from mmseg.registry import TRANSFORMS
+    init_default_scope('mmseg')  # other tests may leave another scope set
     out, _ = mosaic
     ds = BaseSegDataset(
         data_root=osp.join(out, 'ade'),
