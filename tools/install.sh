@@ -51,6 +51,7 @@ check_env() {
   "$PY" - <<'EOF'
 import importlib.metadata as md, sys
 import torch, mmcv, mmengine, mmpretrain
+import pkg_resources  # noqa: F401  (mmengine's mmdet::/mmseg:: configs need it)
 from mmcv.ops import nms, RoIAlign  # compiled ops present
 import mmcv._ext  # noqa: F401
 import mmdet, mmseg, pycocotools  # noqa: F401
@@ -90,7 +91,7 @@ pip_q 'setuptools<82' wheel ninja
 have_torch=$("$PY" -c "import torch, torchvision; print(torch.__version__.split('+')[0], torchvision.__version__.split('+')[0])" 2>/dev/null || true)
 if [[ "$have_torch" != "$TORCH_VERSION $TORCHVISION_VERSION" ]]; then
   say "installing torch==$TORCH_VERSION torchvision==$TORCHVISION_VERSION (a few GB; about a minute from a local mirror)"
-  pip_q "torch==$TORCH_VERSION" "torchvision==$TORCHVISION_VERSION"
+  pip_q "torch==$TORCH_VERSION" "torchvision==$TORCHVISION_VERSION" 'setuptools<82'
 fi
 TORCH_FULL=$("$PY" -c 'import torch; print(torch.__version__)')
 

@@ -256,9 +256,13 @@ class DBOT(BaseSelfSupervisor):
             if noise is not None:
                 raise ValueError('pass either noise or mask, not both')
             noise = self._noise_from_mask(mask)
+        # Teacher first: its transient tensors (activations, bf16 weight
+        # copies) are gone before the student's graph starts to grow, which
+        # lowers the peak; it draws no random numbers, so the masks and drop
+        # paths of the student are unchanged.
+        target = self.teacher_forward(inputs)
         latent, patch_mask, ids_restore = self.backbone(inputs, noise=noise)
         pred = self.neck(latent, ids_restore)
-        target = self.teacher_forward(inputs)
         cls_mask = patch_mask.new_ones(patch_mask.shape[0], 1)
         loss = self.head.loss(pred, target,
                               torch.cat([cls_mask, patch_mask], dim=1))
