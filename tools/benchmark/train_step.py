@@ -182,7 +182,7 @@ class Impl:
     def static_tensors(self):
         raise NotImplementedError
 
-    def run_phases(self, timed=True, count_flops=False):
+    def run_phases(self, count_flops=False):
         times, flops, ctx = {}, {}, {}
         for name, fn in self.phase_fns():
             sync(self.device)
@@ -552,7 +552,8 @@ def parse_args(argv=None):
                    help='import timm from DIR for the official code (e.g. '
                    'a `pip install --target DIR timm==0.4.12`)')
     p.add_argument('--no-mae', action='store_true')
-    p.add_argument('--mae-attn', default='dbot', choices=['dbot', 'mmpretrain'],
+    p.add_argument('--mae-attn', default='dbot',
+                   choices=['dbot', 'mmpretrain'],
                    help="MAE's attention: dbot_mm's dispatcher (like for like "
                    "with DBOT) or mmpretrain's own fused SDPA")
     p.add_argument('--threads', type=int, default=0,
