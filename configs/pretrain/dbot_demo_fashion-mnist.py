@@ -19,22 +19,15 @@ stages = [0, 3, 6, 9]  # three stages of 3 epochs
 teacher_depths = [4, 4, 4]  # all blocks of the 4-block teacher, as ViT-B
 warmup_epochs = 1
 img_size = _base_.model.backbone.img_size
-patch_size = _base_.model.backbone.patch_size
 
 model = _base_.dbot_model  # merged into vit-tiny-p4.py's `model`
 model.backbone.drop_path_rate = 0.
 model.neck.update(
-    num_patches=(img_size // patch_size)**2,
-    embed_dim=_base_.model.backbone.arch.embed_dims,
     decoder_embed_dim=96,
     decoder_depth=2,
     decoder_num_heads=3,
     drop_path_rate=0.)
-model.teacher.update(
-    arch=_base_.model.backbone.arch,
-    img_size=img_size,
-    patch_size=patch_size,
-    depth=teacher_depths[0])
+model.teacher.depth = teacher_depths[0]  # arch and sizes follow the student
 
 # Grey 32 px images (28 px zero-padded); loaded as 3 equal channels.
 data_preprocessor = dict(

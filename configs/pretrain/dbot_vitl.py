@@ -20,12 +20,8 @@ drop_path = 0.2  # student encoder and decoder (--sdpr)
 
 model = _base_.dbot_model  # merged into vit-large-p16.py's `model`
 model.backbone.drop_path_rate = drop_path
-model.neck.update(embed_dim=1024, num_patches=(224 // 16)**2,
-                  drop_path_rate=drop_path)
-model.teacher.update(
-    arch=_base_.model.backbone.arch,
-    patch_size=_base_.model.backbone.patch_size,
-    depth=teacher_depths[0])
+model.neck.drop_path_rate = drop_path
+model.teacher.depth = teacher_depths[0]  # arch and sizes follow the student
 
 param_scheduler = stage_lr_schedulers(stages, warmup_epochs=warmup_epochs)
 train_cfg = dict(max_epochs=stages[-1])

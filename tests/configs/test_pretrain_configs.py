@@ -10,6 +10,7 @@ from mmpretrain.registry import MODELS
 
 import dbot_mm  # noqa: F401
 from dbot_mm.engine.hooks import StageBootstrapHook
+from dbot_mm.models.algorithms.dbot import _student_geometry
 
 ROOT = 'configs/pretrain/'
 PAPER = {
@@ -55,12 +56,15 @@ def test_paper_values(name):
     assert m.neck.type == 'DBOTDecoder'
     assert (m.neck.decoder_depth, m.neck.decoder_embed_dim,
             m.neck.decoder_num_heads) == (8, 512, 16)
-    assert m.neck.embed_dim == WIDTH[arch]
-    assert m.neck.num_patches == (224 // patch)**2
+    # the arch is written once: DBOT derives these from model.backbone
+    assert 'embed_dim' not in m.neck and 'num_patches' not in m.neck
+    geo = _student_geometry(m.backbone)
+    assert geo['width'] == WIDTH[arch]
+    assert geo['num_patches'] == (224 // patch)**2
     assert m.neck.drop_path_rate == dpr  # official decoder reuses sdpr
     assert m.head.loss == dict(type='DistillSmoothL1Loss', beta=2.0)
     assert m.head.norm_target
-    assert (m.teacher.arch, m.teacher.patch_size) == (arch, patch)
+    assert m.teacher.get('arch') is None  # the student's arch and sizes
     assert m.teacher.depth == depths[0] and not m.teacher.final_norm
 
     ow = cfg.optim_wrapper
@@ -125,9 +129,8 @@ def shrink(model_cfg, max_depth):
         num_layers=max(max_depth, 1),
         num_heads=2,
         feedforward_channels=128)
-    cfg.backbone.arch = arch
-    cfg.teacher.arch = arch
-    cfg.neck.update(embed_dim=64, decoder_embed_dim=32, decoder_depth=1,
+    cfg.backbone.arch = arch  # teacher arch and decoder width follow it
+    cfg.neck.update(decoder_embed_dim=32, decoder_depth=1,
                     decoder_num_heads=2)
     return cfg
 
@@ -144,6 +147,8 @@ def test_builds_shrunk(name):
     model.init_weights()
     assert model.neck.predict_dim == 64  # from the teacher's width
     assert model.teacher.depth == small[0]
+    assert model.teacher.num_patches == model.backbone.num_patches
+    assert model.neck.embed_dim == 64  # from the student's width
     ow_cfg = copy.deepcopy(cfg.optim_wrapper)
     ow_cfg.type = 'OptimWrapper'  # AmpOptimWrapper needs a GPU
     ow_cfg.pop('dtype'), ow_cfg.pop('loss_scale')

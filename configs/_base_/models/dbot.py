@@ -2,8 +2,9 @@
 # cannot both define `model`, so this one is named `dbot_model`; a pretrain
 # config lists it next to one arch file (vit-*.py, which sets
 # model.backbone.arch / patch_size) and writes `model = _base_.dbot_model`,
-# which mmengine merges into the arch's `model`. Widths that depend on the
-# arch (neck.embed_dim, neck.num_patches, teacher arch) are set there too.
+# which mmengine merges into the arch's `model`. DBOT derives what depends
+# on the arch (decoder input width and patch count, teacher arch and sizes)
+# from model.backbone unless a config sets it.
 dbot_model = dict(
     type='DBOT',
     # student: MAE encoder on the visible 25 % of the patches (img_size
@@ -13,8 +14,6 @@ dbot_model = dict(
     # the teacher's width (filled in by DBOT from its teacher)
     neck=dict(
         type='DBOTDecoder',
-        num_patches=196,
-        embed_dim=768,
         decoder_embed_dim=512,
         decoder_depth=8,
         decoder_num_heads=16,

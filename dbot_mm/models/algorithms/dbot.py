@@ -126,6 +126,29 @@ def _seeded(seed: int, device: torch.device):
         yield
 
 
+def _student_geometry(backbone: dict) -> Dict[str, object]:
+    """Arch, width, image/patch size and patch count of a student config.
+
+    The arch is written once (on the backbone); the decoder's input width
+    and patch count and the teacher's arch follow from it unless given.
+    """
+    cls = MODELS.get(backbone['type'])
+    arch = backbone.get('arch', 'b')
+    if isinstance(arch, str):
+        zoo = getattr(cls, 'arch_zoo', {})
+        if arch.lower() not in zoo:
+            raise ValueError(
+                f'backbone.arch={arch!r} is not one of {sorted(zoo)}')
+        width = zoo[arch.lower()]['embed_dims']
+    else:
+        width = arch['embed_dims']
+    img = backbone.get('img_size', 224)
+    patch = backbone.get('patch_size', 16)
+    h, w = (img, img) if isinstance(img, int) else img
+    return dict(arch=arch, width=width, img_size=img, patch_size=patch,
+                num_patches=(h // patch) * (w // patch))
+
+
 @MODELS.register_module()
 class DBOT(BaseSelfSupervisor):
     """dBOT (Exploring Target Representations for Masked Autoencoders).
@@ -133,10 +156,12 @@ class DBOT(BaseSelfSupervisor):
     Args:
         backbone (dict): Student encoder, e.g. ``DBOTViT`` (visible patches
             only, per-sample random masking).
-        neck (dict): Decoder, e.g. ``DBOTDecoder``. If ``predict_dim`` is not
-            given it is set to the teacher's width.
+        neck (dict): Decoder, e.g. ``DBOTDecoder``. ``embed_dim`` and
+            ``num_patches`` default to the backbone's; ``predict_dim`` to
+            the teacher's width.
         head (dict): ``MaskedDistillHead``.
-        teacher (dict): Frozen target network, e.g. ``ViTTeacher``.
+        teacher (dict): Frozen target network, e.g. ``ViTTeacher``. Without
+            an ``arch`` it takes the student's arch, image and patch size.
         init_teacher_from_student (bool): After ``init_weights`` copy the
             student's initial encoder weights into the teacher (official
             stage 1 for every arch; a depth-0 teacher then keeps just patch
@@ -174,6 +199,18 @@ class DBOT(BaseSelfSupervisor):
             init_cfg = list([init_cfg] if isinstance(init_cfg, dict) else
                             init_cfg)
             init_cfg.append(dict(type='Pretrained', checkpoint=pretrained))
+        if isinstance(backbone, dict) and 'type' in backbone:
+            geo = _student_geometry(backbone)
+            if isinstance(neck, dict):
+                neck = dict(neck)
+                for key, value in (('embed_dim', geo['width']),
+                                   ('num_patches', geo['num_patches'])):
+                    if neck.get(key) is None:
+                        neck[key] = value
+            if isinstance(teacher, dict) and teacher.get('arch') is None:
+                teacher = dict(teacher, arch=geo['arch'])
+                for key in ('img_size', 'patch_size'):
+                    teacher.setdefault(key, geo[key])
         if isinstance(teacher, dict):
             teacher = MODELS.build(teacher)
         width = getattr(teacher, 'embed_dims', None)
