@@ -13,13 +13,12 @@ at ``i + 1`` and everything else (final norm, adapter, necks, heads) at
 ``num_layers + 1``. Norms, biases, 1-D parameters (layer scale), position
 embeddings, tokens and relative-position tables get no weight decay.
 """
-import importlib
-import warnings
 from functools import partial
 
 from mmpretrain.engine.optimizers import \
     LearningRateDecayOptimWrapperConstructor
-from mmpretrain.registry import OPTIM_WRAPPER_CONSTRUCTORS
+
+from ...utils.registration import register_everywhere
 
 __all__ = ['LayerDecayOptimWrapperConstructor']
 
@@ -77,22 +76,5 @@ class LayerDecayOptimWrapperConstructor(
             'layer-wise LR decay does not know its layers.')
 
 
-def _register(cls):
-    """Into mmpretrain's registry, and mmdet's / mmseg's where installed."""
-    OPTIM_WRAPPER_CONSTRUCTORS.register_module(module=cls)
-    for scope in ('mmdet', 'mmseg'):
-        try:
-            registry = importlib.import_module(
-                f'{scope}.registry').OPTIM_WRAPPER_CONSTRUCTORS
-        except ImportError:
-            continue  # not installed: nothing to register into
-        except Exception as e:  # e.g. mmdet refusing this mmcv version
-            warnings.warn(f'dbot_mm: {cls.__name__} not registered in '
-                          f'{scope} ({type(e).__name__}: {e})')
-            continue
-        if registry.module_dict.get(cls.__name__) is not cls:
-            registry.register_module(module=cls)
-    return cls
-
-
-_register(LayerDecayOptimWrapperConstructor)
+register_everywhere(LayerDecayOptimWrapperConstructor,
+                    'OPTIM_WRAPPER_CONSTRUCTORS')

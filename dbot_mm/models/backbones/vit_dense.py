@@ -14,8 +14,6 @@ the official dBOT det / seg code bolts on:
 
 Registered in mmpretrain's MODELS and, when installed, mmdet's and mmseg's.
 """
-import importlib
-import warnings
 from typing import Optional, Sequence, Tuple
 
 import torch
@@ -27,9 +25,9 @@ from mmpretrain.models.backbones.beit import RelativePositionBias
 from mmpretrain.models.backbones.vision_transformer import VisionTransformer
 from mmpretrain.models.utils import (MultiheadAttention, build_norm_layer,
                                      resize_pos_embed)
-from mmpretrain.registry import MODELS
 
 from ...utils.ckpt_load import load_pretrained
+from ...utils.registration import register_everywhere
 
 __all__ = ['ViTDense', 'RelPosBias', 'RelPosAttention']
 
@@ -342,22 +340,4 @@ class ViTDense(VisionTransformer):
         return tuple(outs)
 
 
-def _register(cls):
-    """Into mmpretrain's MODELS, and mmdet's / mmseg's where installed."""
-    MODELS.register_module(module=cls)
-    for scope in ('mmdet', 'mmseg'):
-        try:
-            registry = importlib.import_module(
-                f'{scope}.registry').MODELS
-        except ImportError:
-            continue  # not installed: nothing to register into
-        except Exception as e:  # e.g. mmdet refusing this mmcv version
-            warnings.warn(f'dbot_mm: {cls.__name__} not registered in '
-                          f'{scope} ({type(e).__name__}: {e})')
-            continue
-        if registry.module_dict.get(cls.__name__) is not cls:
-            registry.register_module(module=cls)
-    return cls
-
-
-_register(ViTDense)
+register_everywhere(ViTDense, 'MODELS')
