@@ -85,6 +85,9 @@ def merge_args(cfg, args):
                                       if torch.cuda.is_available() else
                                       'AutocastOptimWrapper')
             cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+        elif (cfg.optim_wrapper.type == 'AmpOptimWrapper'
+              and not torch.cuda.is_available()):
+            cfg.optim_wrapper.type = 'AutocastOptimWrapper'  # CPU run
         if args.amp in AMP_DTYPES:
             cfg.optim_wrapper.dtype = AMP_DTYPES[args.amp]
     if args.resume == 'auto':
