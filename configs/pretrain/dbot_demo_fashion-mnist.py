@@ -77,7 +77,8 @@ def _knn_loader(split):
 optim_wrapper = dict(
     type='OptimWrapper',
     optimizer=dict(
-        type='AdamW', lr=1.5e-3, betas=(0.9, 0.95), weight_decay=0.05),
+        type='AdamW', lr=1.5e-3, betas=(0.9, 0.95), weight_decay=0.05,
+        fused=True),  # as the pretrain schedule (docs/performance.md)
     clip_grad=dict(max_norm=3.0),
     paramwise_cfg=dict(
         norm_decay_mult=0.,

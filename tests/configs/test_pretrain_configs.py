@@ -72,7 +72,7 @@ def test_paper_values(name):
                                                          'bfloat16')
     assert ow.optimizer == dict(
         type='AdamW', lr=1.5e-4 * 4096 / 256, betas=(0.9, 0.95),
-        weight_decay=0.05)
+        weight_decay=0.05, fused=True)
     assert ow.optimizer.lr == pytest.approx(0.0024)
     pw = ow.paramwise_cfg
     assert pw.norm_decay_mult == 0 and pw.bias_decay_mult == 0
