@@ -76,6 +76,7 @@ def _knn_loader(split):
 
 optim_wrapper = dict(
     type='OptimWrapper',
+    constructor='FrozenSkipOptimWrapperConstructor',
     optimizer=dict(
         type='AdamW', lr=1.5e-3, betas=(0.9, 0.95), weight_decay=0.05,
         fused=True),  # as the pretrain schedule (docs/performance.md)

@@ -6,6 +6,8 @@
 # stage list in each pretrain config.
 optim_wrapper = dict(
     type='AmpOptimWrapper',
+    # default groups, minus a warning per frozen teacher parameter
+    constructor='FrozenSkipOptimWrapperConstructor',
     # 'float16' as the official code; 'bfloat16' on Ampere or newer:
     # `tools/train.py CONFIG --amp bf16`
     # (or --cfg-options optim_wrapper.dtype=bfloat16)
