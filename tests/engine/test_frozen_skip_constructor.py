@@ -2,7 +2,6 @@
 import logging
 
 import pytest
-import torch
 from mmengine.logging import MMLogger
 from mmengine.optim import DefaultOptimWrapperConstructor
 from mmengine.registry import init_default_scope
@@ -94,5 +93,4 @@ def test_pretrain_configs_use_it(config):
     cfg = Config.fromfile(f'configs/pretrain/{config}')
     assert cfg.optim_wrapper.constructor == \
         'FrozenSkipOptimWrapperConstructor'
-    assert torch.__version__  # fused AdamW in both: see the schedule
     assert cfg.optim_wrapper.optimizer.fused is True
