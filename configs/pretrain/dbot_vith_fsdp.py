@@ -12,15 +12,17 @@
 # Not for this strategy: grad clipping through OptimWrapper (it would take the
 # norm of the local shard only; ViT-H is trained without clipping anyway).
 # Checked on CPU (2 gloo processes, demo-size model): a stage boundary gives
-# checkpoints bit-identical to DDP. Resume restores model and AdamW state,
-# but the resumed run is not yet bit-identical to an uninterrupted one (DDP's
-# is); see docs/performance.md. Not run on GPUs yet.
+# checkpoints bit-identical to DDP, and a run resumed at or after a boundary
+# ends bit-identical to the uninterrupted one (tests/engine/
+# test_fsdp_resume.py; DBOTFSDPStrategy fixes two resume bugs, see
+# dbot_mm/engine/fsdp.py and docs/performance.md). Without CUDA the strategy
+# places the units on the CPU. Not run on GPUs yet.
 #   tools/dist_train.sh configs/pretrain/dbot_vith_fsdp.py 8
 _base_ = ['./dbot_vith.py']
 
 runner_type = 'FlexibleRunner'
 strategy = dict(
-    # mmengine's FSDPStrategy with its resume fixed (dbot_mm/engine/fsdp.py)
+    # mmengine's FSDPStrategy with resume fixed (dbot_mm/engine/fsdp.py)
     type='DBOTFSDPStrategy',
     model_wrapper=dict(
         auto_wrap_policy=dict(type='dbot_student_wrap_policy'),

@@ -7,6 +7,9 @@ student into it in place. Coarse units keep that boundary simple: ``DBOT``
 gathers each unit whole (``summon_full_params``) to bootstrap the teacher
 and redraw the student, and no unit is nested in another.
 """
+import dataclasses
+
+import torch
 from mmengine.registry import FUNCTIONS
 
 
@@ -21,14 +24,38 @@ def dbot_student_wrap_policy(module, recurse: bool, nonwrapped_numel: int,
     return isinstance(module, (DBOTViT, DBOTDecoder))
 
 
-def _register_strategy():
-    """``FSDPStrategy`` with resume fixed for torch >= 2.1.
+def _fsdp_units(model):
+    from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+    return [m for m in model.modules() if isinstance(m, FSDP)]
 
-    mmengine 0.10.7 passes ``(state_dict, model, optim)`` positionally to
-    ``FSDP.optim_state_dict_to_load``, whose signature became ``(model,
-    optim, optim_state_dict)``: every FSDP resume fails with "unhashable type:
-    'dict'". Extra wrapper entries (the AMP ``loss_scaler``) are kept out of
-    FSDP's conversion and handed back to the wrapper.
+
+def _register_strategy():
+    """``FSDPStrategy`` with resume fixed for torch >= 2.1 and for CPU.
+
+    Without CUDA the FSDP units are placed on the CPU (``device_id='cpu'``
+    unless the config sets one), so the same config runs with gloo on CPU.
+
+    Two fixes, both needed for a resumed run to repeat the uninterrupted one
+    bit for bit:
+
+    * mmengine 0.10.7 passes ``(state_dict, model, optim)`` positionally to
+      ``FSDP.optim_state_dict_to_load``, whose signature became ``(model,
+      optim, optim_state_dict)``: every FSDP resume fails with "unhashable
+      type: 'dict'". Extra wrapper entries (the AMP ``loss_scaler``) are kept
+      out of FSDP's conversion and handed back to the wrapper.
+    * With ``use_orig_params=True``, ``FSDP.optim_state_dict`` (torch 2.14,
+      ``_allgather_orig_param_states``) all-gathers every optimizer state
+      (``exp_avg``, then ``exp_avg_sq``) into one reused buffer and returns
+      views of it, made independent only by the ``.cpu()`` of
+      ``offload_to_cpu=True`` (what ``state_dict_cfg='full'`` sets) or by a
+      ``clone()`` without offloading. When the compute device is the CPU,
+      ``.cpu()`` is a no-op, so every saved state but the last aliases the
+      buffer and is overwritten: each checkpoint held ``exp_avg ==
+      exp_avg_sq``, and a resumed AdamW stepped with the wrong first moment.
+      Offloading to the CPU is meaningless when the units already compute
+      there; it is switched off for CPU units so that FSDP clones instead.
+      GPU runs are unaffected (their ``.cpu()`` copies) and keep the
+      configured offload.
     """
     try:
         from mmengine._strategy import FSDPStrategy
@@ -39,6 +66,28 @@ def _register_strategy():
 
     @STRATEGIES.register_module(force=True)
     class DBOTFSDPStrategy(FSDPStrategy):
+
+        def _wrap_model(self, model):
+            if not torch.cuda.is_available():
+                # mmengine defaults FSDP's device_id to LOCAL_RANK (a GPU);
+                # without CUDA the units compute on the CPU (gloo runs).
+                self.model_wrapper = dict(
+                    self.model_wrapper or dict(
+                        type='MMFullyShardedDataParallel'))
+                self.model_wrapper.setdefault('device_id', 'cpu')
+            model = super()._wrap_model(model)
+            units = _fsdp_units(model) if model is not None else []
+            on_cpu = any(
+                getattr(u, 'compute_device', None) is not None
+                and u.compute_device.type == 'cpu' for u in units)
+            osd_cfg = self.optim_state_dict_config
+            if on_cpu and getattr(osd_cfg, 'offload_to_cpu', False):
+                self.optim_state_dict_config = dataclasses.replace(
+                    osd_cfg, offload_to_cpu=False)
+                FSDP.set_state_dict_type(model, self.state_dict_type,
+                                         self.state_dict_config,
+                                         self.optim_state_dict_config)
+            return model
 
         def load_optim_state_dict(self, state_dict: dict) -> None:
             state_dict = dict(state_dict)

@@ -14,7 +14,9 @@ Compares, at the same arch, batch, image size and mask ratio:
   ``engine_pretrain.py`` does: ``torch.cuda.amp.autocast`` (a no-op on CPU, so
   fp32 there), ``loss.item()``, its ``NativeScalerWithGradNormCount``;
 * ``mae-fp32`` / ``mae-bf16``: mmpretrain's ``MAE`` (the cost without a
-  teacher).
+  teacher);
+* with ``--compile`` also ``dbot-fp32-compiled`` / ``dbot-bf16-compiled``:
+  the same model with ``DBOT.loss`` under ``torch.compile``.
 
 Shared, noisy machines move every timing; ratios are what this script is
 for. Everything runs in one process, the timed steps of all implementations
@@ -297,6 +299,31 @@ class DBOTStep(MMStep):
                 ('backward', self._backward), ('optimizer', self._optimizer)]
 
 
+class CompiledDBOTStep(DBOTStep):
+    """``DBOTStep`` with the forward and loss (``DBOT.loss``) under
+    ``torch.compile`` (default inductor); backward through AOTAutograd's
+    compiled graph, the optimizer step eager, as after ``train_step``'s graph
+    breaks. The first step compiles (keep ``--warmup`` >= 1). A compiled step
+    has no phase boundaries: its phases are not timed, and its FLOPs are
+    those of the eager phases (same arithmetic).
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._loss = torch.compile(self.model.loss)
+
+    def step(self):
+        with self.wrapper.optim_context(self.model):
+            losses = self._loss(self.inputs, None)
+        loss, _ = self.model.parse_losses(losses)
+        self.wrapper.update_params(loss)
+
+    def run_phases(self, count_flops=False):
+        if not count_flops:
+            return {}, {}
+        return super().run_phases(count_flops=True)
+
+
 class MAEStep(MMStep):
 
     def phase_fns(self):
@@ -562,6 +589,9 @@ def parse_args(argv=None):
                    help='student encoder and decoder drop path (sdpr)')
     p.add_argument('--warmup', type=int, default=2)
     p.add_argument('--steps', type=int, default=5)
+    p.add_argument('--compile', action='store_true',
+                   help='also time dbot-<precision>-compiled: DBOT.loss under '
+                   'torch.compile (CPU needs a C++ compiler)')
     p.add_argument('--with-cp', action='store_true',
                    help='activation checkpointing in dbot_mm encoder and '
                    'decoder')
@@ -596,6 +626,11 @@ def main(argv=None):
     for prec in args.precision:
         impls.append(DBOTStep(f'dbot-{prec}', dbot, wrappers[prec], device,
                               args.batch, args.img))
+    if args.compile:
+        for prec in args.precision:
+            impls.append(CompiledDBOTStep(f'dbot-{prec}-compiled', dbot,
+                                          wrappers[prec], device, args.batch,
+                                          args.img))
     official = None
     if args.official:
         official = OfficialStep(args.official, args.arch, args.img,
@@ -691,8 +726,8 @@ def main(argv=None):
     for impl in impls:
         ph = res[impl.name]['phases']
         cells = [f'{ph[k]:.3f}' if k in ph else '–' for k in PHASES]
-        print(f'| {impl.name} | ' + ' | '.join(cells) +
-              f' | {sum(ph.values()):.3f} |')
+        total = f'{sum(ph.values()):.3f}' if ph else '–'
+        print(f'| {impl.name} | ' + ' | '.join(cells) + f' | {total} |')
     print()
     print('| impl | ' + ' | '.join(f'{k} GFLOP' for k in PHASES[:4]) +
           ' | backward GFLOP |')
@@ -747,6 +782,11 @@ def main(argv=None):
                   ' | '.join(f'{v / f:.3f}' for v in
                              ratios[f'dbot_mae_time_{prec}'].values()) +
                   ' |')
+    if args.compile:
+        for prec in args.precision:
+            time_ratio(f'compile_speedup_{prec}',
+                       f'dbot-{prec} step / dbot-{prec}-compiled step',
+                       f'dbot-{prec}', f'dbot-{prec}-compiled')
     if args.json:
         with open(args.json, 'w') as fh:
             json.dump(dict(args=vars(args), results=res, ratios=ratios,
