@@ -17,6 +17,8 @@ from mmengine.registry import RUNNERS  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
 import dbot_mm  # noqa: E402,F401  (registers models, hooks, schedulers)
+from dbot_mm.utils.config_checks import (ConfigCheckError,  # noqa: E402
+                                         check_config)
 from train import (setup_cpu_distributed,  # noqa: E402
                    teardown_distributed)
 
@@ -72,6 +74,7 @@ def merge_args(cfg, args):
 def main(argv=None):
     args = parse_args(argv)
     cfg = merge_args(Config.fromfile(args.config), args)
+    check_config(cfg, modes=('test', ))
     setup_cpu_distributed(cfg)
     runner = (RUNNERS.build(cfg)
               if 'runner_type' in cfg else Runner.from_cfg(cfg))
@@ -85,4 +88,7 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    try:
+        main()
+    except ConfigCheckError as e:  # a config / input error, not a crash
+        sys.exit(f'{osp.basename(__file__)}: error: {e}')

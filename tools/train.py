@@ -19,6 +19,10 @@ from mmengine.registry import RUNNERS  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
 import dbot_mm  # noqa: E402,F401  (registers models, hooks, schedulers)
+from dbot_mm.utils.checkpoint_io import is_complete_checkpoint  # noqa: E402
+from dbot_mm.utils.config_checks import (ConfigCheckError,  # noqa: E402
+                                         check_config,
+                                         check_train_dataloader)
 
 AMP_DTYPES = {'fp16': 'float16', 'bf16': 'bfloat16'}
 AMP_WRAPPERS = ('AmpOptimWrapper', 'AutocastOptimWrapper')
@@ -104,6 +108,17 @@ def merge_args(cfg, args):
     return cfg
 
 
+def check_resume_file(resume):
+    """An explicit ``--resume FILE`` must be a complete checkpoint."""
+    if resume in (None, 'auto') or not resume.endswith('.pth'):
+        return
+    if not is_complete_checkpoint(resume):
+        raise ConfigCheckError(
+            f'--resume: {resume} is not a complete checkpoint (truncated by '
+            'a crash?); pass an earlier one, or `--resume` alone to pick the '
+            'newest complete one.')
+
+
 def setup_cpu_distributed(cfg):
     """Let a launcher start CPU-only processes (gloo), for tests and demos.
 
@@ -139,12 +154,20 @@ def teardown_distributed():
 def main(argv=None):
     args = parse_args(argv)
     cfg = merge_args(Config.fromfile(args.config), args)
+    # Missing / empty data, wrong checkpoints and stage lists: one message
+    # naming the key and the file, before anything is built.
+    check_config(cfg, modes=('train', ))
+    check_resume_file(args.resume)
     setup_cpu_distributed(cfg)
     runner = (RUNNERS.build(cfg)
               if 'runner_type' in cfg else Runner.from_cfg(cfg))
+    check_train_dataloader(runner)  # a data set smaller than a batch
     runner.train()
     teardown_distributed()
 
 
 if __name__ == '__main__':
-    main()
+    try:
+        main()
+    except ConfigCheckError as e:  # a config / input error, not a crash
+        sys.exit(f'{osp.basename(__file__)}: error: {e}')

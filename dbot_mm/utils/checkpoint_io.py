@@ -55,8 +55,38 @@ def is_complete_checkpoint(path: str) -> bool:
 _CKPT_NUM = re.compile(r'^(?:epoch|iter)_(\d+)\.pth$')
 
 
+_TMP_NAME = re.compile(r'^\..+\.pth\..+\.tmp$')
+
+
+def remove_stale_temp_files(work_dir: str) -> list:
+    """Delete the temporary files of writes that a crash interrupted.
+
+    A process killed inside :func:`atomic_write_bytes` leaves its
+    ``.<name>.pth.<random>.tmp`` behind (the checkpoint it was replacing is
+    intact). Called on resume, from rank 0 only, when no writer is active.
+    """
+    removed = []
+    if not osp.isdir(work_dir):
+        return removed
+    for name in os.listdir(work_dir):
+        if _TMP_NAME.match(name):
+            try:
+                os.remove(osp.join(work_dir, name))
+                removed.append(name)
+            except OSError:
+                pass
+    if removed:
+        print_log(f'Removed {len(removed)} temporary file(s) of interrupted '
+                  f'checkpoint writes: {", ".join(sorted(removed))}',
+                  logger='current', level=logging.WARNING)
+    return removed
+
+
 def find_latest_valid_checkpoint(work_dir: str) -> Optional[str]:
     """``last_checkpoint`` if complete, else the newest complete one."""
+    from mmengine.dist import get_rank
+    if get_rank() == 0:
+        remove_stale_temp_files(work_dir)
     pointer = osp.join(work_dir, 'last_checkpoint')
     candidates = []
     if osp.exists(pointer):
