@@ -193,3 +193,209 @@ def test_demo_config():
     model = MODELS.build(cfg.model)
     model.init_weights()
     assert torch.isfinite(model.loss(torch.randn(2, 3, 32, 32))['loss'])
+
+
+# ------------------------------------------------ target study (Table 1)
+TARGET_ROWS = {
+    # config: (target type, stage boundaries or None without the hook)
+    'pixel.py': ('PixelTarget', None),
+    'hog.py': ('HOGTarget', None),
+    'random_1stage.py': ('ViTTeacher', None),
+    'dbot_2stage.py': ('ViTTeacher', [0, 800, 1600]),
+    'dbot_3stage.py': ('ViTTeacher', [0, 533, 1066, 1600]),
+    'pretrained_teacher.py': ('PretrainedTeacher', None),
+}
+# what a row may change: the target keys and the stages
+TARGET_KEYS = ('teacher', 'head', 'init_teacher_from_student')
+STAGE_KEYS = ('param_scheduler', 'custom_hooks', 'stages', 'teacher_depths',
+              'teacher_checkpoint')
+
+
+def _without(cfg, keys, model_keys):
+    d = copy.deepcopy(cfg.to_dict())
+    for k in keys:
+        d.pop(k, None)
+    for k in model_keys:
+        d['model'].pop(k, None)
+    return d
+
+
+@pytest.mark.parametrize('name', sorted(TARGET_ROWS))
+def test_target_rows_differ_only_in_target_keys(name):
+    kind, stages = TARGET_ROWS[name]
+    base = load('dbot_vitb.py')
+    cfg = load('targets/' + name)
+    assert _without(cfg, STAGE_KEYS, TARGET_KEYS) == \
+        _without(base, STAGE_KEYS, TARGET_KEYS)
+    assert cfg.model.teacher.type == kind
+    hooks = {h['type']: h for h in cfg.custom_hooks}
+    assert {'EpochSeedHook', 'NonFiniteLossHook'} <= set(hooks)
+    if stages is None:
+        assert 'StageBootstrapHook' not in hooks
+        assert len(cfg.param_scheduler) == 2  # one warmup + cosine
+        assert cfg.param_scheduler[1].end == 1600
+    else:
+        assert hooks['StageBootstrapHook'].stages == stages
+        assert len(cfg.param_scheduler) == 2 * (len(stages) - 1)
+    if kind in ('PixelTarget', 'HOGTarget'):
+        assert cfg.model.head.loss == dict(type='DistillL2Loss')
+        assert not cfg.model.head.norm_target
+    else:
+        assert cfg.model.head == base.model.head
+
+
+def _expected_loss(head_cfg, pred, target, mask):
+    """The head's formula written out from the config."""
+    import torch.nn.functional as F
+    t = target.float()
+    if head_cfg.norm_target:
+        t = (t - t.mean(-1, keepdim=True)) / (t.var(-1, keepdim=True) +
+                                              1e-6).sqrt()
+    loss = head_cfg.loss
+    if loss.type == 'DistillCosineLoss' and loss.get('dim') == 1:
+        return 1 - F.cosine_similarity(pred, t, dim=1).mean()
+    if loss.type == 'DistillSmoothL1Loss':
+        per = F.smooth_l1_loss(pred, t, reduction='none',
+                               beta=loss.beta).mean(-1)
+    elif loss.type == 'DistillL2Loss':
+        per = (pred - t).pow(2).mean(-1)
+    else:
+        per = 1 - F.cosine_similarity(pred, t, dim=-1)
+    return (per * mask).sum() / mask.sum()
+
+
+def _train_step_shrunk(cfg, tmp_path):
+    """Build the config's model as a 64-wide ViT, check the loss against its
+    formula and take one optimizer step; returns the model."""
+    init_default_scope('mmpretrain')
+    model_cfg = shrink(cfg.model, 2)
+    teacher = model_cfg.teacher
+    if 'depth' in teacher:
+        teacher.depth = min(teacher.depth, 2)
+    if teacher.type == 'PretrainedTeacher':
+        donor_cfg = shrink(load('dbot_vitb.py').model, 2)
+        donor_cfg.teacher.depth = 2
+        donor = MODELS.build(donor_cfg)
+        path = str(tmp_path / 'teacher.pth')
+        torch.save({'state_dict': {'backbone.' + k: v for k, v in
+                                   donor.backbone.state_dict().items()}},
+                   path)
+        teacher.checkpoint = path
+    model = MODELS.build(model_cfg)
+    model.init_weights()
+    ow_cfg = copy.deepcopy(cfg.optim_wrapper)
+    ow_cfg.type = 'OptimWrapper'  # AmpOptimWrapper needs a GPU
+    ow_cfg.pop('dtype'), ow_cfg.pop('loss_scale')
+    ow_cfg.optimizer.fused = False
+    optim = build_optim_wrapper(model, ow_cfg)
+
+    seen = {}
+    original = model.head.loss
+
+    def spy(pred, target, mask):
+        seen.update(pred=pred, target=target, mask=mask)
+        return original(pred, target, mask)
+
+    model.head.loss = spy
+    model.train()
+    x = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    loss = model.loss(x)['loss']
+    torch.testing.assert_close(
+        loss, _expected_loss(cfg.model.head, seen['pred'], seen['target'],
+                             seen['mask']))
+    before = model.neck.decoder_pred.weight.detach().clone()
+    teacher_before = copy.deepcopy(model.teacher.state_dict())
+    optim.update_params(loss)
+    assert torch.isfinite(loss)
+    assert not torch.equal(model.neck.decoder_pred.weight, before)
+    for k, v in model.teacher.state_dict().items():
+        assert torch.equal(v, teacher_before[k]), k
+    return model, seen
+
+
+@pytest.mark.parametrize('name', sorted(TARGET_ROWS))
+def test_target_rows_build_and_train_a_step(name, tmp_path):
+    cfg = load('targets/' + name)
+    model, seen = _train_step_shrunk(cfg, tmp_path)
+    kind = TARGET_ROWS[name][0]
+    n = (224 // 16)**2
+    if kind == 'PixelTarget':
+        assert seen['target'].shape == (2, n, 16 * 16 * 3)  # no cls
+    elif kind == 'HOGTarget':
+        assert seen['target'].shape == (2, n, 108)
+    else:
+        assert seen['target'].shape == (2, 1 + n, 64)  # cls counts
+        assert torch.all(seen['mask'][:, 0] == 1)
+    assert model.neck.predict_dim == seen['target'].shape[-1]
+
+
+def test_sdae_recipe():
+    cfg = load('sdae_vitb.py')
+    m = cfg.model
+    assert m.backbone.arch == 'b' and m.backbone.patch_size == 16
+    assert m.backbone.mask_ratio == 0.75 and m.backbone.drop_path_rate == 0.25
+    assert m.neck.drop_path_rate == 0 and m.neck.decoder_depth == 8
+    assert m.neck.decoder_embed_dim == 512
+    assert m.teacher == dict(type='EMATeacher', final_norm=True,
+                             shrink_num=147, num_folds=3)
+    assert not m.init_teacher_from_student
+    assert m.head.norm_target and m.head.loss == dict(
+        type='DistillCosineLoss', dim=1)
+    assert cfg.train_cfg.max_epochs == 300
+    assert cfg.train_dataloader.batch_size == 96
+    assert cfg.auto_scale_lr.base_batch_size == 96 * 8
+    opt = cfg.optim_wrapper.optimizer
+    assert opt.lr == pytest.approx(2.666e-4 * 768 / 256)
+    assert opt.weight_decay == 0.04 and opt.betas == (0.9, 0.95)
+    assert 'clip_grad' not in cfg.optim_wrapper
+    assert 'custom_keys' not in cfg.optim_wrapper.paramwise_cfg
+    warm, cos = cfg.param_scheduler
+    assert (warm.begin, warm.end, cos.begin, cos.end) == (0, 60, 60, 300)
+    hooks = {h['type']: h for h in cfg.custom_hooks}
+    assert 'StageBootstrapHook' not in hooks
+    assert hooks['EMATeacherHook'] == dict(
+        type='EMATeacherHook', momentum=0.96, final_momentum=0.99,
+        update='epoch', interval=1)
+
+
+def test_sdae_builds_shrunk_and_trains_a_step(tmp_path):
+    cfg = load('sdae_vitb.py')
+    model, seen = _train_step_shrunk(cfg, tmp_path)
+    # 147 hidden patches in 3 folds of 49, each a separate teacher view
+    assert seen['target'].shape == (2 * 3, 49, 64)
+    assert torch.equal(seen['mask'], torch.ones(6, 49))
+    before = copy.deepcopy(model.teacher.state_dict())
+    student = copy.deepcopy(model.backbone.state_dict())
+    model.ema_update_teacher(0.96)
+    for k, v in model.teacher.state_dict().items():
+        if k != 'active_depth':
+            assert torch.equal(v, before[k] * 0.96 + student[k] * (1 - 0.96))
+
+
+def test_switching_target_row_keeps_student_and_optimizer(tmp_path):
+    """Same student / decoder tensors and optimizer groups in every row."""
+    init_default_scope('mmpretrain')
+
+    def layout(name):
+        cfg = load(name)
+        model_cfg = shrink(cfg.model, 2)
+        if 'depth' in model_cfg.teacher:
+            model_cfg.teacher.depth = 2
+        model_cfg.teacher.pop('checkpoint', None)
+        model = MODELS.build(model_cfg)
+        ow_cfg = copy.deepcopy(cfg.optim_wrapper)
+        ow_cfg.type = 'OptimWrapper'
+        ow_cfg.pop('dtype'), ow_cfg.pop('loss_scale')
+        ow_cfg.optimizer.fused = False
+        optim = build_optim_wrapper(model, ow_cfg).optimizer
+        names = {id(p): n for n, p in model.named_parameters()}
+        groups = sorted((names[id(p)], g['lr'], g['weight_decay'])
+                        for g in optim.param_groups for p in g['params'])
+        params = {n: tuple(p.shape) for n, p in model.named_parameters()
+                  if not n.startswith(('teacher.', 'neck.decoder_pred.'))}
+        return params, [g for g in groups
+                        if not g[0].startswith('neck.decoder_pred.')]
+
+    ref = layout('dbot_vitb.py')
+    for name in sorted(TARGET_ROWS):
+        assert layout('targets/' + name) == ref, name

@@ -8,6 +8,7 @@ place so DDP and the optimizer keep valid references, and everything needed
 to resume lives in the state dict.
 """
 import copy
+import inspect
 import re
 from contextlib import ExitStack, contextmanager
 from typing import Dict, List, Optional, Union
@@ -19,6 +20,8 @@ from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 from torch import nn
 from torch.func import functional_call
+
+from ..targets.base import masked_ids, select_for, target_spec
 
 # Official MAE/dBOT ``initialize_weights``: xavier-uniform Linear, zero bias,
 # unit LayerNorm (the ViT/decoder ``init_weights`` add sin-cos pos embeds,
@@ -126,6 +129,16 @@ def _seeded(seed: int, device: torch.device):
         yield
 
 
+def _accepts(type_, name: str) -> bool:
+    """Whether the registered class ``type_`` takes the argument ``name``."""
+    cls = MODELS.get(type_) if isinstance(type_, str) else type_
+    if not inspect.isclass(cls):
+        return True
+    params = inspect.signature(cls.__init__).parameters
+    return name in params or any(
+        p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+
+
 def _student_geometry(backbone: dict) -> Dict[str, object]:
     """Arch, width, image/patch size and patch count of a student config.
 
@@ -158,10 +171,16 @@ class DBOT(BaseSelfSupervisor):
             only, per-sample random masking).
         neck (dict): Decoder, e.g. ``DBOTDecoder``. ``embed_dim`` and
             ``num_patches`` default to the backbone's; ``predict_dim`` to
-            the teacher's width.
+            the target's ``out_dims`` (a teacher's ``embed_dims`` if it has
+            no ``out_dims``).
         head (dict): ``MaskedDistillHead``.
-        teacher (dict): Frozen target network, e.g. ``ViTTeacher``. Without
-            an ``arch`` it takes the student's arch, image and patch size.
+        teacher (dict): The target (``dbot_mm/models/targets``): a frozen
+            network (``ViTTeacher``, ``PretrainedTeacher``, ``EMATeacher``)
+            or a fixed function of the image (``PixelTarget``,
+            ``HOGTarget``); see ``targets/base.py`` for the interface. A
+            target that takes an ``arch`` and has none gets the student's
+            arch, image and patch size; one without ``arch`` gets the
+            student's image and patch size unless given.
         init_teacher_from_student (bool): After ``init_weights`` copy the
             student's initial encoder weights into the teacher (official
             stage 1 for every arch; a depth-0 teacher then keeps just patch
@@ -207,13 +226,11 @@ class DBOT(BaseSelfSupervisor):
                                    ('num_patches', geo['num_patches'])):
                     if neck.get(key) is None:
                         neck[key] = value
-            if isinstance(teacher, dict) and teacher.get('arch') is None:
-                teacher = dict(teacher, arch=geo['arch'])
-                for key in ('img_size', 'patch_size'):
-                    teacher.setdefault(key, geo[key])
+            if isinstance(teacher, dict):
+                teacher = self._complete_target(teacher, geo)
         if isinstance(teacher, dict):
             teacher = MODELS.build(teacher)
-        width = getattr(teacher, 'embed_dims', None)
+        width = target_spec(teacher)['out_dims']
         if isinstance(neck, dict) and width is not None \
                 and neck.get('predict_dim') is None:
             neck = dict(neck, predict_dim=width)
@@ -231,17 +248,33 @@ class DBOT(BaseSelfSupervisor):
         self.register_buffer('stage', torch.zeros((), dtype=torch.long))
         self._check_shapes()
 
+    @staticmethod
+    def _complete_target(teacher: dict, geo: Dict[str, object]) -> dict:
+        """Fill in the student's arch / sizes where the target takes them."""
+        teacher = dict(teacher)
+        if _accepts(teacher['type'], 'arch'):
+            if teacher.get('arch') is None:
+                teacher['arch'] = geo['arch']
+                for key in ('img_size', 'patch_size'):
+                    teacher.setdefault(key, geo[key])
+        else:
+            for key in ('img_size', 'patch_size'):
+                if _accepts(teacher['type'], key):
+                    teacher.setdefault(key, geo[key])
+        return teacher
+
     def _check_shapes(self) -> None:
         """Turn shape mismatches into config errors at build time."""
         errors = []
-        t_width = getattr(self.teacher, 'embed_dims', None)
+        t_width = target_spec(self.teacher)['out_dims']
         s_width = getattr(self.backbone, 'embed_dims', None)
         pred_dim = getattr(self.neck, 'predict_dim', None)
         if pred_dim is None and hasattr(self.neck, 'decoder_pred'):
             pred_dim = self.neck.decoder_pred.out_features
         if None not in (t_width, pred_dim) and t_width != pred_dim:
-            errors.append(f'teacher width (teacher.arch.embed_dims={t_width})'
-                          f' != neck.predict_dim={pred_dim}')
+            errors.append(f'target width (teacher out_dims, else '
+                          f'arch.embed_dims={t_width}) != neck.predict_dim='
+                          f'{pred_dim}')
         n_embed = getattr(self.neck, 'embed_dim', None)
         if None not in (s_width, n_embed) and s_width != n_embed:
             errors.append(f'student width (backbone.arch.embed_dims='
@@ -268,6 +301,7 @@ class DBOT(BaseSelfSupervisor):
         first_time = not self.is_init
         super().init_weights()
         if first_time and self.init_teacher_from_student \
+                and hasattr(self.teacher, 'load_from_student') \
                 and not _has_pretrained(self.init_cfg):
             self.teacher.load_from_student(self.student_state())
 
@@ -279,7 +313,12 @@ class DBOT(BaseSelfSupervisor):
              data_samples: Optional[List[DataSample]] = None,
              noise: Optional[torch.Tensor] = None,
              mask: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
-        """Distillation loss on masked patches and the cls token.
+        """Loss of the decoder's prediction of the target.
+
+        Which positions count is the target's business (``select``): for
+        dBOT's teachers the masked patches and the cls token, for pixels and
+        HOG the masked patches, for SdAE's multi-fold teacher the patches of
+        its folds.
 
         Args:
             inputs: images (B, 3, H, W).
@@ -293,19 +332,27 @@ class DBOT(BaseSelfSupervisor):
             if noise is not None:
                 raise ValueError('pass either noise or mask, not both')
             noise = self._noise_from_mask(mask)
-        # Teacher first: its transient tensors (activations, bf16 weight
-        # copies) are gone before the student's graph starts to grow, which
-        # lowers the peak; it draws no random numbers, so the masks and drop
-        # paths of the student are unchanged.
-        target = self.teacher_forward(inputs)
+        # Target first unless it needs the student's mask: its transient
+        # tensors (activations, bf16 weight copies) are gone before the
+        # student's graph starts to grow, which lowers the peak. Targets
+        # draw no random numbers, so the order changes no mask or drop path.
+        needs_mask = target_spec(self.teacher)['needs_mask']
+        if not needs_mask:
+            target = self.teacher_forward(inputs)
         latent, patch_mask, ids_restore = self.backbone(inputs, noise=noise)
+        ids_masked = None
+        if needs_mask:
+            ids_masked = masked_ids(ids_restore, latent.shape[1] - 1)
+            target = self.teacher_forward(
+                inputs, mask=patch_mask, ids_masked=ids_masked)
         pred = self.neck(latent, ids_restore)
-        cls_mask = patch_mask.new_ones(patch_mask.shape[0], 1)
-        loss = self.head.loss(pred, target,
-                              torch.cat([cls_mask, patch_mask], dim=1))
+        pred, weight = select_for(
+            _unwrap(self.teacher), pred, patch_mask, ids_masked)
+        loss = self.head.loss(pred, target, weight)
         return dict(loss=loss)
 
-    def teacher_forward(self, inputs: torch.Tensor) -> torch.Tensor:
+    def teacher_forward(self, inputs: torch.Tensor,
+                        **kwargs) -> torch.Tensor:
         """Teacher tokens; all-bf16 under bf16 autocast (``bf16_teacher``).
 
         The teacher runs under ``no_grad`` (its own forward), not
@@ -317,8 +364,10 @@ class DBOT(BaseSelfSupervisor):
         """
         dtype = _autocast_dtype(inputs.device.type)
         if dtype != torch.bfloat16 or not self.bf16_teacher or \
-                _unwrap(self.teacher) is not self.teacher:
-            return self.teacher(inputs)
+                _unwrap(self.teacher) is not self.teacher or \
+                not any(p.is_floating_point()
+                        for p in self.teacher.parameters()):
+            return self.teacher(inputs, **kwargs)
         depth = getattr(self.teacher, 'depth', None)
         with torch.no_grad():
             weights = {}
@@ -331,7 +380,8 @@ class DBOT(BaseSelfSupervisor):
                     weights[name] = param.to(dtype)
         with torch.autocast(inputs.device.type, enabled=False):
             return functional_call(self.teacher, weights,
-                                   (inputs.to(dtype), ), strict=False)
+                                   (inputs.to(dtype), ), kwargs,
+                                   strict=False)
 
     def _noise_from_mask(self, mask: torch.Tensor) -> torch.Tensor:
         hidden = mask.shape[-1] - self.backbone.num_keep
@@ -426,10 +476,25 @@ class DBOT(BaseSelfSupervisor):
         finally:
             self._modules['teacher'] = teacher
 
+    @torch.no_grad()
+    def ema_update_teacher(self, momentum: float) -> None:
+        """Teacher <- ``momentum`` * teacher + (1 - momentum) * student
+        encoder, in place (``EMATeacherHook``; teacher needs ``ema_update``).
+        """
+        update = getattr(self.teacher, 'ema_update', None)
+        if update is None:
+            raise TypeError(
+                f'{type(self.teacher).__name__} has no ema_update: '
+                'EMATeacherHook needs a moving-average teacher such as '
+                "model.teacher=dict(type='EMATeacher', ...)")
+        update(self.student_state(), momentum)
+
     def teacher_info(self) -> Dict[str, Union[str, int]]:
         """Short description of the current target, for logs."""
         stage = int(self.stage)
-        if stage > 0:
+        if getattr(self.teacher, 'origin', None):
+            origin = self.teacher.origin
+        elif stage > 0:
             origin = 'bootstrapped'
         elif _has_pretrained(self.init_cfg) or self._teacher_is_pretrained():
             origin = 'pretrained'

@@ -38,15 +38,33 @@ class DistillL2Loss(nn.Module):
 
 @MODELS.register_module()
 class DistillCosineLoss(nn.Module):
-    """Per-token ``1 - cos(pred, target)`` (paper's loss ablation)."""
+    """``1 - cos(pred, target)`` (dBOT's loss ablation; SdAE's loss).
 
-    def __init__(self, eps: float = 1e-8) -> None:
+    Args:
+        dim (int): Axis of the cosine. ``-1`` (default): over channels, one
+            value per token. ``1``: over the tokens of each (B, N, C) row,
+            one value per channel: what the official SdAE loop computes, as
+            it calls ``F.cosine_similarity(teacher, student)`` with torch's
+            default ``dim=1`` on (B * folds, n, C) tensors
+            (``engine_pretrain.train_one_epoch_ema``). That form does not
+            give a value per token, so the head accepts it only when every
+            token counts (SdAE's folds).
+        eps (float): Defaults to 1e-8 (torch's).
+    """
+
+    def __init__(self, dim: int = -1, eps: float = 1e-8) -> None:
         super().__init__()
+        if dim not in (-1, 1, 2):
+            raise ValueError(f'dim must be -1 (channels, = 2) or 1 (tokens),'
+                             f' got {dim}')
+        self.dim = dim
         self.eps = eps
+        self.per_token = dim != 1
 
     def forward(self, pred: torch.Tensor,
                 target: torch.Tensor) -> torch.Tensor:
-        return 1 - F.cosine_similarity(pred, target, dim=-1, eps=self.eps)
+        return 1 - F.cosine_similarity(
+            pred, target, dim=self.dim, eps=self.eps)
 
 
 @MODELS.register_module()
@@ -56,7 +74,10 @@ class MaskedDistillHead(BaseModule):
     Args:
         loss (dict): Criterion built from ``MODELS``. It may return per-token
             (B, N) or per-element (B, N, C) losses; the latter are averaged
-            over channels. Defaults to ``DistillSmoothL1Loss(beta=2.0)``.
+            over channels. A criterion with ``per_token = False`` (e.g.
+            ``DistillCosineLoss(dim=1)``) reduces over tokens itself; its
+            output is simply averaged, and every token must count.
+            Defaults to ``DistillSmoothL1Loss(beta=2.0)``.
         norm_target (bool): Standardise each target token over channels
             (unbiased variance, no affine), as the official
             ``--norm_feature_loss``. Defaults to True.
@@ -86,17 +107,22 @@ class MaskedDistillHead(BaseModule):
 
         Computed in float32: under fp16 AMP the per-token variance over
         hundreds of channels and the masked sum are where precision is lost.
+        The predictions are never normalised (none of dBOT, MAE, MaskFeat
+        and SdAE does).
 
         Args:
-            pred: (B, N, C) decoder output (cls at index 0).
-            target: (B, N, C) teacher tokens.
-            mask: (B, N), 1 for tokens that count (masked patches and cls).
+            pred: (B, N, C) decoder output at the target's positions (for
+                dBOT's teachers all tokens, cls at index 0).
+            target: (B, N, C) target tokens.
+            mask: (B, N), 1 for tokens that count (e.g. masked patches and
+                cls).
         """
         if pred.shape != target.shape:
             raise ValueError(
                 f'pred {tuple(pred.shape)} and target {tuple(target.shape)} '
-                f'differ; the decoder predict_dim must equal the teacher '
-                f'width and both must keep the cls token.')
+                f'differ; the decoder predict_dim must equal the target '
+                f'width (out_dims) and the target\'s select() must cut the '
+                f'prediction to its positions.')
         if mask.shape != pred.shape[:2]:
             raise ValueError(f'mask {tuple(mask.shape)} must be (B, N) = '
                              f'{tuple(pred.shape[:2])}')
@@ -105,6 +131,12 @@ class MaskedDistillHead(BaseModule):
         if self.norm_target:
             target = self.normalize(target)
         per_token = self.criterion(pred, target)
+        if not getattr(self.criterion, 'per_token', True):
+            if not bool(mask.all()):
+                raise ValueError(
+                    f'{type(self.criterion).__name__} reduces over tokens; '
+                    'it cannot skip tokens, so every mask entry must be 1')
+            return per_token.mean()
         if per_token.dim() == 3:
             per_token = per_token.mean(-1)
         mask = mask.to(per_token.dtype)

@@ -1,0 +1,117 @@
+"""The small interface every target of ``DBOT`` follows.
+
+A target says what the decoder regresses. ``DBOT`` builds it from the
+config key ``model.teacher`` (the name is kept so checkpoints keep their
+``teacher.*`` keys) and asks it four things, never its type:
+
+``out_dims`` (int)
+    Channels per target token: the decoder's ``predict_dim``.
+``with_cls`` (bool)
+    Whether the target has a cls token at index 0 that counts in the loss.
+``needs_mask`` (bool)
+    Whether ``forward`` needs the student's mask. Such a target runs after
+    the student encoder; the others run first (lower peak memory).
+``forward(inputs, mask=None, ids_masked=None)``
+    The target tokens. ``mask`` is the student's (B, L) patch mask
+    (1 = hidden); ``ids_masked`` its hidden patch indices (B, L - K) in the
+    student's masking order (the official MAE/SdAE ``ids_unkeep``).
+``select(pred, mask, ids_masked)``
+    The decoder output (B, 1 + L, C), cls first, cut to the positions the
+    target covers, and a 0/1 weight per position, shaped like the target's
+    first two dimensions: what ``MaskedDistillHead.loss`` receives.
+
+Teachers that predate this interface (``ViTTeacher``, ``PretrainedTeacher``)
+take the defaults of :func:`target_spec`: cls kept, mask not needed,
+``out_dims`` falling back to ``embed_dims``.
+"""
+from typing import Optional, Tuple
+
+import torch
+from mmengine.model import BaseModule
+from torch import nn
+
+
+def select_tokens(pred: torch.Tensor, mask: torch.Tensor,
+                  with_cls: bool) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Every position; the loss counts hidden patches (and cls if kept)."""
+    if with_cls:
+        return pred, torch.cat([mask.new_ones(mask.shape[0], 1), mask], 1)
+    return pred[:, 1:], mask
+
+
+def target_spec(target: nn.Module) -> dict:
+    """``out_dims``, ``with_cls`` and ``needs_mask`` of any target."""
+    return dict(
+        out_dims=getattr(target, 'out_dims',
+                         getattr(target, 'embed_dims', None)),
+        with_cls=getattr(target, 'with_cls', True),
+        needs_mask=getattr(target, 'needs_mask', False))
+
+
+def select_for(target: nn.Module, pred: torch.Tensor, mask: torch.Tensor,
+               ids_masked: Optional[torch.Tensor]
+               ) -> Tuple[torch.Tensor, torch.Tensor]:
+    """``target.select`` if it has one, else :func:`select_tokens`."""
+    select = getattr(target, 'select', None)
+    if select is not None:
+        return select(pred, mask, ids_masked)
+    return select_tokens(pred, mask, target_spec(target)['with_cls'])
+
+
+def masked_ids(ids_restore: torch.Tensor, num_visible: int) -> torch.Tensor:
+    """Hidden patch indices in masking order (official ``ids_unkeep``).
+
+    ``ids_restore`` is the inverse of the student's shuffle, so its argsort
+    is the shuffle itself; the first ``num_visible`` entries are the
+    visible patches, the rest the hidden ones in noise order.
+    """
+    return torch.argsort(ids_restore, dim=1)[:, num_visible:]
+
+
+class BaseTarget(BaseModule):
+    """Parameter-free targets computed from the image (pixels, HOG).
+
+    Always in eval mode, no gradients; computed in float32 outside autocast
+    so that AMP does not round the targets.
+
+    Args:
+        img_size (int): Input size, as the student's. Defaults to 224.
+        patch_size (int): Student patch size. Defaults to 16.
+        init_cfg (dict, optional): Defaults to None.
+    """
+
+    with_cls = False
+    needs_mask = False
+
+    def __init__(self,
+                 img_size: int = 224,
+                 patch_size: int = 16,
+                 init_cfg: Optional[dict] = None) -> None:
+        super().__init__(init_cfg=init_cfg)
+        from ..backbones.dbot_vit import check_patch_grid
+        grid = check_patch_grid(img_size, patch_size, type(self).__name__)
+        self.img_size = img_size
+        self.patch_size = patch_size
+        self.patch_resolution = grid
+        self.num_patches = grid[0] * grid[1]
+        self.train(False)
+
+    def train(self, mode: bool = True) -> 'BaseTarget':
+        return super().train(False)
+
+    def forward(self,
+                inputs: torch.Tensor,
+                mask: Optional[torch.Tensor] = None,
+                ids_masked: Optional[torch.Tensor] = None) -> torch.Tensor:
+        with torch.no_grad(), torch.autocast(
+                inputs.device.type, enabled=False):
+            return self.compute(inputs.float())
+
+    def compute(self, inputs: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) float32 -> (B, L, out_dims) patch targets."""
+        raise NotImplementedError
+
+    def select(self, pred: torch.Tensor, mask: torch.Tensor,
+               ids_masked: Optional[torch.Tensor] = None
+               ) -> Tuple[torch.Tensor, torch.Tensor]:
+        return select_tokens(pred, mask, self.with_cls)
