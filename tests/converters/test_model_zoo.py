@@ -12,8 +12,11 @@ from mmpretrain.registry import MODELS
 import dbot_mm  # noqa: F401
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-MINE = ['dbot_vitb_clip-b16.py', 'dbot_vitb_teacher-vitl.py',
-        'dbot_vitl_clip-l14.py']
+# asymmetric DBOT student with a pretrained teacher
+MINE = ['dbot_vitb_clip-b16_asym.py', 'dbot_vitb_teacher-vitl.py']
+# the paper's CLIP rows: symmetric student (tests/models/test_dbot_symmetric)
+SYMMETRIC = ['dbot_vitb_clip-b16.py', 'dbot_vitl_clip-l14.py',
+             'dbot_vith_clip-l14.py']
 
 
 def _metafile():
@@ -68,8 +71,26 @@ def test_pretrained_teacher_configs_build(name):
     assert model.teacher.num_patches == model.backbone.num_patches
 
 
+@pytest.mark.parametrize('name', SYMMETRIC)
+def test_clip_row_configs_build(name):
+    cfg = Config.fromfile(osp.join(ROOT, 'configs', 'pretrain', name))
+    assert cfg.model.type == 'DBOTSymmetric'
+    assert cfg.model.teacher.type == 'PretrainedTeacher'
+    assert not [h for h in cfg.custom_hooks
+                if h['type'] == 'StageBootstrapHook']
+    assert cfg.train_cfg.max_epochs == 1600
+    with torch.device('meta'):
+        model = MODELS.build(cfg.model)  # checks widths and grids
+    assert model.neck.out_channels == model.teacher.out_dims
+    assert model.teacher.num_patches == model.backbone.num_patches
+    meta = {m.get('Config'): m for m in _metafile()['Models']}
+    entry = meta['configs/pretrain/' + name]
+    assert entry['Metadata']['Asymmetric Encoder-Decoder'] is False
+
+
 def test_clip_config_trains_a_step(tmp_path):
-    """dbot_vitb_clip-b16.py shrunk: a converted CLIP tower as teacher."""
+    """dbot_vitb_clip-b16.py shrunk: a converted CLIP tower (output
+    projection kept, as the official teacher) as teacher."""
     open_clip = pytest.importorskip('open_clip')
     from open_clip.transformer import QuickGELU, VisionTransformer
 
@@ -77,8 +98,9 @@ def test_clip_config_trains_a_step(tmp_path):
                                            save_checkpoint, teacher_meta)
     tower = VisionTransformer(image_size=32, patch_size=8, width=48,
                               layers=2, heads=2, mlp_ratio=4.,
-                              output_dim=32, act_layer=QuickGELU)
-    state, _, t_cfg = convert_clip_visual(tower.state_dict(), num_heads=2)
+                              output_dim=24, act_layer=QuickGELU)
+    state, _, t_cfg = convert_clip_visual(tower.state_dict(), num_heads=2,
+                                          keep_proj=True)
     t_file = save_checkpoint(state, str(tmp_path / 'clip.pth'), dict(
         dbot_mm=dict(teacher_cfg=teacher_meta(t_cfg))))
 
@@ -87,14 +109,12 @@ def test_clip_config_trains_a_step(tmp_path):
     arch = dict(embed_dims=32, num_layers=2, num_heads=2,
                 feedforward_channels=128)
     cfg.model.backbone.update(arch=arch, img_size=32, patch_size=8)
-    cfg.model.neck.update(embed_dim=32, num_patches=16, decoder_embed_dim=16,
-                          decoder_depth=1, decoder_num_heads=2)
     cfg.model.teacher.update(arch=t_cfg['arch'], img_size=32, patch_size=8,
-                             checkpoint=t_file)
+                             out_proj_dims=24, checkpoint=t_file)
     model = MODELS.build(cfg.model)
     model.init_weights()
     before = {k: v.clone() for k, v in model.teacher.state_dict().items()}
-    assert model.neck.predict_dim == 48
+    assert model.neck.out_channels == 24
     optim = torch.optim.AdamW(
         [p for p in model.parameters() if p.requires_grad], lr=1e-3)
     # ImageNet-normalised as the config's preprocessor does; the teacher
@@ -103,7 +123,9 @@ def test_clip_config_trains_a_step(tmp_path):
     mean, std = (torch.tensor(v).view(1, 3, 1, 1)
                  for v in (prep.mean, prep.std))
     inputs = (torch.randint(0, 255, (2, 3, 32, 32)).float() - mean) / std
-    loss = model.loss(inputs)['loss']
+    mask = torch.zeros(2, 4, 4, dtype=torch.bool)
+    mask[:, 1:3, 1:4] = True
+    loss = model.loss(inputs, mask=mask)['loss']
     loss.backward()
     optim.step()
     assert torch.isfinite(loss)
