@@ -36,7 +36,7 @@ data_preprocessor = dict(
     std=[84.9] * 3,
     to_rgb=False)
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='RobustLoadImageFromFile', on_error='skip'),
     dict(
         type='RandomResizedCrop',
         scale=img_size,
@@ -70,7 +70,8 @@ def _knn_loader(split):
             data_root=data_root,
             ann_file=f'meta/{split}.txt',
             data_prefix=split,
-            pipeline=[dict(type='LoadImageFromFile'),
+            # kNN scores on every image or on none
+            pipeline=[dict(type='RobustLoadImageFromFile', on_error='raise'),
                       dict(type='PackInputs')]))
 
 

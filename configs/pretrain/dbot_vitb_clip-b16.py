@@ -89,7 +89,7 @@ model = dict(
     predict_cls=False)  # --recon_cls_token False
 
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='RobustLoadImageFromFile', on_error='skip', max_skipped=100),
     dict(
         type='ColorJitter',
         brightness=0.4,

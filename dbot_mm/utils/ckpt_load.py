@@ -24,11 +24,13 @@ class PretrainedLoadError(RuntimeError):
     """The checkpoint does not provide weights the module needs."""
 
 
-def extract_state_dict(checkpoint, prefix: Optional[str] = None) -> dict:
+def extract_state_dict(checkpoint, prefix: Optional[str] = None,
+                       source: str = 'the checkpoint') -> dict:
     """The (sub-)state dict under ``prefix`` of a loaded checkpoint.
 
     ``prefix=None`` takes ``backbone.`` when the checkpoint has such keys, so
     both a full pretraining checkpoint and a bare encoder state dict work.
+    ``source`` (the file name) goes into the error message.
     """
     state = checkpoint
     for key in ('state_dict', 'model'):
@@ -45,7 +47,7 @@ def extract_state_dict(checkpoint, prefix: Optional[str] = None) -> dict:
     if not sub:
         heads = sorted({k.split('.')[0] + '.' for k in state})[:8]
         raise PretrainedLoadError(
-            f'no key starts with prefix "{prefix}"; the checkpoint has '
+            f'{source}: no key starts with prefix "{prefix}"; the file has '
             f'top-level prefixes {heads}')
     return sub
 
@@ -76,7 +78,7 @@ def load_pretrained(module: nn.Module,
         (in the checkpoint but unused, e.g. the pretraining final norm).
     """
     ckpt = _load_checkpoint(checkpoint, map_location=map_location)
-    state = extract_state_dict(ckpt, prefix)
+    state = extract_state_dict(ckpt, prefix, source=str(checkpoint))
     result = module.load_state_dict(state, strict=False)
     patterns = [re.compile(p) for p in new_keys]
     new = sorted(k for k in result.missing_keys

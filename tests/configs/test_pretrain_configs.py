@@ -109,7 +109,10 @@ def test_paper_values(name):
 
 def test_imagenet_pipeline():
     cfg = load('dbot_vitb.py')
-    crop, flip = cfg.train_pipeline[1], cfg.train_pipeline[2]
+    load_step, crop, flip = cfg.train_pipeline[:3]
+    # a corrupt JPEG among 1.28 M files is skipped and counted, not fatal
+    assert (load_step.type, load_step.on_error) == ('RobustLoadImageFromFile',
+                                                    'skip')
     assert (crop.type, crop.scale, tuple(crop.crop_ratio_range),
             crop.interpolation) == ('RandomResizedCrop', 224, (0.2, 1.0),
                                     'bicubic')
@@ -189,6 +192,11 @@ def test_demo_config():
     assert cfg.default_hooks.checkpoint.interval == (hook.stages[1] -
                                                      hook.stages[0])
     assert 'KNNMonitorHook' in [h['type'] for h in cfg.custom_hooks]
+    assert cfg.train_pipeline[0].type == 'RobustLoadImageFromFile'
+    knn = [h for h in cfg.custom_hooks if h['type'] == 'KNNMonitorHook'][0]
+    for loader in (knn['train_dataloader'], knn['val_dataloader']):
+        assert loader['dataset']['pipeline'][0] == dict(
+            type='RobustLoadImageFromFile', on_error='raise')
     init_default_scope('mmpretrain')
     model = MODELS.build(cfg.model)
     model.init_weights()

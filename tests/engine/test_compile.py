@@ -11,8 +11,9 @@ student). What it takes, found with this test (docs/performance.md):
   ``torch.rand`` as eager does, for the comparison only;
 * mmengine builds paramwise optimizer groups as ``ConfigDict``s, on which
   dynamo's tracing of ``AdamW.step`` fails (``InternalTorchDynamoError:
-  'UserDefinedDictVariable' object has no attribute 'items'``); the
-  constructor below hands the optimizer plain dicts.
+  'UserDefinedDictVariable' object has no attribute 'items'``);
+  ``FrozenSkipOptimWrapperConstructor`` (the configs' constructor) hands the
+  optimizer plain dicts.
 """
 import os.path as osp
 
@@ -23,23 +24,6 @@ from mmengine.hooks import Hook
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DEMO = osp.join(ROOT, 'configs/pretrain/dbot_demo_fashion-mnist.py')
 FASHION_MNIST_SRC = '/usr/share/datasets/fashion-mnist'
-
-
-def _register_plain_groups_constructor():
-    from mmpretrain.registry import OPTIM_WRAPPER_CONSTRUCTORS
-
-    from dbot_mm.engine.optimizers import FrozenSkipOptimWrapperConstructor
-
-    @OPTIM_WRAPPER_CONSTRUCTORS.register_module(force=True)
-    class _PlainGroupsConstructor(FrozenSkipOptimWrapperConstructor):
-
-        def __call__(self, model):
-            wrapper = super().__call__(model)
-            groups = wrapper.optimizer.param_groups
-            groups[:] = [dict(g) for g in groups]
-            return wrapper
-
-    return _PlainGroupsConstructor.__name__
 
 
 class _LossRecorder(Hook):
@@ -69,7 +53,7 @@ def _train(data, work_dir, compile):
         dict(type='EpochSeedHook'),
     ]
     cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=100)
-    cfg.optim_wrapper.constructor = _register_plain_groups_constructor()
+    assert cfg.optim_wrapper.constructor == 'FrozenSkipOptimWrapperConstructor'
     cfg.work_dir = str(work_dir)
     cfg.log_level = 'WARNING'
     if compile:

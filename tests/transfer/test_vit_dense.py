@@ -160,7 +160,8 @@ def test_bare_encoder_state_dict_loads_without_prefix(tmp_path):
 def test_wrong_prefix_or_arch_fails_loudly(tmp_path):
     ckpt = str(tmp_path / 'dbot.pth')
     make_dbot_checkpoint(ckpt)
-    with pytest.raises(PretrainedLoadError, match='prefix "encoder."'):
+    with pytest.raises(PretrainedLoadError,
+                       match=r'dbot\.pth: no key starts with prefix "encoder\."'):
         _vit(init_cfg=dict(type='Pretrained', checkpoint=ckpt,
                            prefix='encoder.'))
     deeper = dict(TINY_ARCH, num_layers=6)

@@ -36,9 +36,8 @@ def parse_args(argv=None):
     parser.add_argument('--quick-gelu', action='store_true',
                         help='OpenCLIP *-quickgelu models')
     parser.add_argument('--keep-proj', action='store_true',
-                        help='keep the output projection (official CLIP '
-                        'teacher; needs DBOT to size the decoder from '
-                        'teacher.out_dims)')
+                        help='keep the output projection, as the official '
+                        'CLIP teacher and the CLIP configs do')
     parser.add_argument('--no-final-norm', action='store_true',
                         help='targets before ln_post')
     parser.add_argument('--img-size', type=int,

@@ -9,8 +9,11 @@ data_preprocessor = dict(
     std=[58.395, 57.12, 57.375],
     to_rgb=True)
 
+# A corrupt or truncated file is logged and skipped (at most 100 per worker,
+# then the run stops naming the files), never a crash after days of training
+# or a silent half-grey image: dbot_mm.datasets.RobustLoadImageFromFile.
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='RobustLoadImageFromFile', on_error='skip', max_skipped=100),
     dict(
         type='RandomResizedCrop',
         scale=224,

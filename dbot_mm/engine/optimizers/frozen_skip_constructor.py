@@ -6,6 +6,11 @@ parameter when a ``paramwise_cfg`` is set: a dBOT ViT-B teacher alone is
 constructor skips a wholly frozen sub-module (the teacher, a frozen sin-cos
 table) with one summary line instead, so the param groups are identical to
 the default constructor's.
+
+The groups are handed to the optimizer as plain dicts: mmengine builds them
+as ``ConfigDict``s, on which dynamo's tracing of ``AdamW.step`` fails
+(``compile=True``; ``'UserDefinedDictVariable' object has no attribute
+'items'``).
 """
 import logging
 from collections import OrderedDict
@@ -25,6 +30,8 @@ class FrozenSkipOptimWrapperConstructor(DefaultOptimWrapperConstructor):
     def __call__(self, model: nn.Module):
         self._skipped = {}
         wrapper = super().__call__(model)
+        groups = wrapper.optimizer.param_groups
+        groups[:] = [dict(g) for g in groups]
         if self._skipped:
             summary = ', '.join(f'{name} ({n})'
                                 for name, n in self._skipped.items())

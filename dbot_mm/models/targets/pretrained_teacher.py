@@ -51,10 +51,10 @@ class PretrainedTeacher(ViTTeacher):
         pre_norm (bool): LayerNorm after the position embedding (CLIP's
             ``ln_pre``). Defaults to False.
         out_proj_dims (int, optional): Keep CLIP's output projection
-            (``proj``, no bias) to this width. The official CLIP teacher
-            applies it; dbot_mm configs leave it out because ``DBOT`` sizes
-            its decoder from the teacher's ``embed_dims``, not ``out_dims``
-            (the head then rejects the first batch).
+            (``proj``, no bias) to this width, as the official CLIP teacher
+            does (the CLIP configs; convert with ``--keep-proj``). ``DBOT``
+            sizes its prediction layer from the teacher's ``out_dims``, so
+            the targets may have another width than the tokens.
         out_size (int | tuple, optional): Token grid of the targets. Patch
             tokens are resampled (bilinear) to it when the teacher's own grid
             differs, so the targets line up with the student's patches.
