@@ -175,6 +175,19 @@ def test_reinit_student_redraws_everything(make_dbot):
                            model.backbone.layers[0].attn.qkv.weight)
 
 
+def test_reinit_student_does_not_dump_the_init_table(make_dbot, monkeypatch):
+    from mmengine.model import BaseModule
+    dumps = []
+    monkeypatch.setattr(BaseModule, '_dump_init_info',
+                        lambda self, *a, **k: dumps.append(type(self)))
+    model = make_dbot()
+    built = len(dumps)
+    assert built >= 1  # mmengine logs the table once, at build
+    model.reinit_student(seed=3)
+    assert len(dumps) == built
+    assert '_dump_init_info' not in vars(model)
+
+
 def test_state_dict_round_trip_restores_stage_and_teacher(make_dbot):
     model = make_dbot()
     _perturb(model)

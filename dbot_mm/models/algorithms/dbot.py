@@ -472,7 +472,13 @@ class DBOT(BaseSelfSupervisor):
                     for m in [self] + students:
                         if isinstance(m, BaseModule):
                             m._is_init = False
-                    BaseModule.init_weights(self)
+                    # the per-parameter init table went to the log at build
+                    # time; once per stage boundary it is only noise
+                    self._dump_init_info = lambda *args, **kwargs: None
+                    try:
+                        BaseModule.init_weights(self)
+                    finally:
+                        del self._dump_init_info
         finally:
             self._modules['teacher'] = teacher
 
