@@ -11,6 +11,14 @@ from transfer_tiny import (TINY_DEPTH, build_model, configs,
                            shrink)
 
 CLS, DET, SEG = configs('cls'), configs('det'), configs('seg')
+# The CLIP-teacher rows' det / seg configs (symmetric student: their own
+# recipe, a checkpoint that must carry relative position tables and layer
+# scales) are checked in test_clip_row_configs.py; the recipe and loading
+# tests here are the asymmetric rows'.
+CLIP_DET = [c for c in DET if '-clip-' in c]
+CLIP_SEG = [c for c in SEG if '-clip-' in c]
+DET = [c for c in DET if c not in CLIP_DET]
+SEG = [c for c in SEG if c not in CLIP_SEG]
 ARCH = {'vit-base': ('b', 12, 768), 'vit-large': ('l', 24, 1024)}
 
 
@@ -24,11 +32,12 @@ def _needs_ops(rel):
 
 def test_the_expected_configs_exist():
     assert len(CLS) == 4 and len(DET) == 4 and len(SEG) == 2
+    assert len(CLIP_DET) == 2 and len(CLIP_SEG) == 2
     assert any('linear' in c for c in CLS)
     assert sum('3x' in c for c in DET) == 2
 
 
-@pytest.mark.parametrize('rel', CLS + DET + SEG)
+@pytest.mark.parametrize('rel', CLS + DET + SEG + CLIP_DET + CLIP_SEG)
 def test_config_uses_shared_arch_and_one_pretrained_variable(rel):
     cfg = load_config(rel)
     arch, depth, dims = _arch_of(rel)

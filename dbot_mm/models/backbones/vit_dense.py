@@ -168,6 +168,13 @@ class ViTDense(VisionTransformer):
         strict_pretrained (bool): raise when a ``Pretrained`` init_cfg lacks
             weights of this module other than the new ones (adapter, rel-pos,
             layer scale, global-pool norm). Defaults to True.
+        pretrained_new_keys (Sequence[str], optional): regular expressions
+            of this module's keys a ``Pretrained`` checkpoint may lack (they
+            keep their fresh init); any other absent key is missing. None
+            (default) takes :attr:`NEW_KEYS`. A checkpoint that must bring
+            its relative position tables and layer scales (the symmetric
+            CLIP-row students) passes the adapter pattern alone, so an
+            asymmetric checkpoint is an error instead of a silent re-init.
 
     After ``init_weights`` with a ``Pretrained`` init_cfg,
     ``pretrained_report`` holds the key lists of
@@ -200,6 +207,7 @@ class ViTDense(VisionTransformer):
                  use_rel_pos_bias=False,
                  with_cp=False,
                  strict_pretrained=True,
+                 pretrained_new_keys: Optional[Sequence[str]] = None,
                  init_cfg=None):
         super().__init__(
             arch=arch,
@@ -223,6 +231,9 @@ class ViTDense(VisionTransformer):
             init_cfg=init_cfg)
         self.with_cp = with_cp
         self.strict_pretrained = strict_pretrained
+        self.pretrained_new_keys = tuple(
+            self.NEW_KEYS if pretrained_new_keys is None else
+            pretrained_new_keys)
         self.use_rel_pos_bias = use_rel_pos_bias
         self.pretrained_report = None
 
@@ -274,7 +285,7 @@ class ViTDense(VisionTransformer):
             self,
             pretrained['checkpoint'],
             prefix=pretrained.get('prefix'),
-            new_keys=self.NEW_KEYS,
+            new_keys=self.pretrained_new_keys,
             strict=self.strict_pretrained,
             map_location=pretrained.get('map_location', 'cpu'))
         if hasattr(self, '_params_init_info'):
