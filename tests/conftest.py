@@ -18,3 +18,27 @@ def _restore_default_scope():
     saved = copy.copy(DefaultScope._instance_dict)
     yield
     DefaultScope._instance_dict = saved
+
+
+def _load_tool(name):
+    """Import a command-line tool by path (``tools/`` is not a package):
+    ``name`` relative to ``tools/`` without ``.py``."""
+    import importlib.util
+    import os.path as osp
+    root = osp.dirname(osp.dirname(osp.abspath(__file__)))
+    spec = importlib.util.spec_from_file_location(
+        '_tool_' + name.replace('/', '_'),
+        osp.join(root, 'tools', f'{name}.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope='session')
+def tool_loader():
+    return _load_tool
+
+
+@pytest.fixture(scope='module')
+def train_tool():
+    return _load_tool('train')

@@ -1,6 +1,5 @@
 """Bad input gives one clear message naming the file or the config key
 (docs/reliability.md maps every item of the catalogue to its test)."""
-import importlib.util
 import io
 import logging
 import os
@@ -23,19 +22,6 @@ from dbot_mm.datasets.robust_loading import (CorruptImageError,
 from dbot_mm.utils.config_checks import (ConfigCheckError, check_config,
                                          check_pretrained_checkpoints)
 from rel_helpers import ROOT, make_image_folder, write_config
-
-
-def load_tool(name):
-    spec = importlib.util.spec_from_file_location(
-        f'_rel_tool_{name}', osp.join(ROOT, 'tools', f'{name}.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(scope='module')
-def train_tool():
-    return load_tool('train')
 
 
 @pytest.fixture

@@ -1,5 +1,4 @@
 """tools/train.py, tools/test.py flags and tools/dist_train.sh on CPU."""
-import importlib.util
 import os
 import os.path as osp
 import socket
@@ -14,19 +13,6 @@ ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DEMO = osp.join(ROOT, 'configs/pretrain/dbot_demo_fashion-mnist.py')
 VITB = osp.join(ROOT, 'configs/pretrain/dbot_vitb.py')
 FASHION_MNIST_SRC = '/usr/share/datasets/fashion-mnist'
-
-
-def load_tool(name):
-    spec = importlib.util.spec_from_file_location(
-        f'_tool_{name}', osp.join(ROOT, 'tools', f'{name}.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(scope='module')
-def train_tool():
-    return load_tool('train')
 
 
 def merged(tool, argv):
@@ -72,8 +58,8 @@ def test_train_missing_checkpoint(train_tool):
         merged(train_tool, [DEMO, '--resume', 'no/such.pth'])
 
 
-def test_test_tool_checks_inputs(tmp_path):
-    tool = load_tool('test')
+def test_test_tool_checks_inputs(tmp_path, tool_loader):
+    tool = tool_loader('test')
     args = tool.parse_args([DEMO, 'missing.pth'])
     with pytest.raises(FileNotFoundError, match='missing.pth'):
         tool.merge_args(Config.fromfile(DEMO), args)
