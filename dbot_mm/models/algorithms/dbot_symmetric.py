@@ -26,6 +26,8 @@ from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 from torch import nn
 
+from ..targets.base import target_spec
+
 __all__ = ['DBOTSymmetric', 'TokenProjection']
 
 
@@ -110,8 +112,7 @@ class DBOTSymmetric(BaseSelfSupervisor):
             if neck.get('in_channels') is None:
                 neck['in_channels'] = backbone.embed_dims
             if neck.get('out_channels') is None:
-                neck['out_channels'] = getattr(teacher, 'out_dims',
-                                               teacher.embed_dims)
+                neck['out_channels'] = target_spec(teacher)['out_dims']
         super().__init__(
             backbone=backbone,
             neck=neck,
@@ -124,8 +125,7 @@ class DBOTSymmetric(BaseSelfSupervisor):
 
     def _check_shapes(self) -> None:
         errors = []
-        t_width = getattr(self.teacher, 'out_dims',
-                          getattr(self.teacher, 'embed_dims', None))
+        t_width = target_spec(self.teacher)['out_dims']
         out = getattr(self.neck, 'out_channels', None)
         if None not in (t_width, out) and t_width != out:
             errors.append(f'teacher width {t_width} (out_dims) != '

@@ -24,9 +24,7 @@ import math
 from typing import Optional
 
 import torch
-import torch.utils.checkpoint as cp
 from mmengine.model.weight_init import trunc_normal_
-from mmpretrain.models.utils import resize_pos_embed
 from mmpretrain.registry import MODELS
 from torch import nn
 
@@ -182,21 +180,9 @@ class DBOTSymmetricViT(ViTDense):
                              f'{x.shape[1]} ({hw[0]} x {hw[1]})')
         w = mask.unsqueeze(-1).to(x.dtype)
         x = x * (1. - w) + self.mask_token.to(x.dtype) * w
-        x = torch.cat((self.cls_token.expand(B, -1, -1), x), dim=1)
-        x = x + resize_pos_embed(
-            self.pos_embed,
-            self.patch_resolution,
-            hw,
-            mode=self.interpolate_mode,
-            num_extra_tokens=self.num_extra_tokens)
-        x = self.drop_after_pos(x)
-        x = self.pre_norm(x)
+        x = self._embed_tokens(x, hw)
         for layer in self.layers:
-            if self.with_cp and self.training and x.requires_grad:
-                x = cp.checkpoint(
-                    self._run_layer, layer, x, hw, use_reentrant=False)
-            else:
-                x = self._run_layer(layer, x, hw)
+            x = self._apply_layer(layer, x, hw)
         if self.final_norm:
             x = self.ln1(x)
         return x

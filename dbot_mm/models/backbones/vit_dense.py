@@ -321,26 +321,32 @@ class ViTDense(VisionTransformer):
             return layer.ffn(layer.ln2(x), identity=x)
         return layer(x)
 
-    def forward(self, x):
-        B = x.shape[0]
-        x, hw = self.patch_embed(x)
-        x = torch.cat((self.cls_token.expand(B, -1, -1), x), dim=1)
+    def _apply_layer(self, layer, x, hw):
+        """One block, activation-checkpointed when ``with_cp`` in training."""
+        if self.with_cp and self.training and x.requires_grad:
+            return cp.checkpoint(
+                self._run_layer, layer, x, hw, use_reentrant=False)
+        return self._run_layer(layer, x, hw)
+
+    def _embed_tokens(self, x, hw):
+        """Patch tokens (B, h * w, C) -> cls + position embedding (resized
+        to ``hw``), dropout and pre-norm: the input of the first block."""
+        x = torch.cat((self.cls_token.expand(x.shape[0], -1, -1), x), dim=1)
         x = x + resize_pos_embed(
             self.pos_embed,
             self.patch_resolution,
             hw,
             mode=self.interpolate_mode,
             num_extra_tokens=self.num_extra_tokens)
-        x = self.drop_after_pos(x)
-        x = self.pre_norm(x)
+        return self.pre_norm(self.drop_after_pos(x))
+
+    def forward(self, x):
+        x, hw = self.patch_embed(x)
+        x = self._embed_tokens(x, hw)
 
         outs = []
         for i, layer in enumerate(self.layers):
-            if self.with_cp and self.training and x.requires_grad:
-                x = cp.checkpoint(
-                    self._run_layer, layer, x, hw, use_reentrant=False)
-            else:
-                x = self._run_layer(layer, x, hw)
+            x = self._apply_layer(layer, x, hw)
             if i == len(self.layers) - 1 and self.final_norm:
                 x = self.ln1(x)
             if i in self.out_indices:
