@@ -9,12 +9,9 @@
 # Pretrained weights: dbot_vith_clip-l14.py's run, or the official
 # 88.5_clip_huge_pre.pth converted with dbot_official_to_mm.py
 # --backbone-only to checkpoints/dbot_vith_clip-l14_1600e.pth.
-_base_ = ['./vit-base-p16_dbot-clip-b16-ft_32xb32-coslr-100e_in1k.py']
-from dbot_mm.engine.schedules import stage_lr_schedulers  # noqa: E402
+_base_ = ['./vit-large-p16_dbot-clip-l14-ft_32xb32-coslr-50e_in1k.py']
 
 pretrained = '{{$DBOT_PRETRAINED:checkpoints/dbot_vith_clip-l14_1600e.pth}}'
-max_epochs = 50
-warmup_epochs = 5
 
 
 def _arch(name):
@@ -24,6 +21,7 @@ def _arch(name):
                            name).model.backbone
 
 
+# epochs, warmup and schedule as the ViT-L/16 CLIP-row config
 model = dict(
     backbone=dict(
         _arch('vit-huge-p14.py'),
@@ -33,9 +31,3 @@ model = dict(
 
 optim_wrapper = dict(
     optimizer=dict(lr=5e-5), paramwise_cfg=dict(layer_decay_rate=0.85))
-
-param_scheduler = stage_lr_schedulers([0, max_epochs],
-                                      warmup_epochs=warmup_epochs,
-                                      start_factor=0.,
-                                      eta_min=1e-6)
-train_cfg = dict(max_epochs=max_epochs)
