@@ -253,3 +253,44 @@ def test_ddp_ranks_gather_the_whole_set_and_agree(tmp_path):
         assert r['labels'] == data.labels.tolist() and r['top1'] == 100.0
         expected = data.images.float().div(255).flatten(2).mean(2)
         assert torch.allclose(r['feats'], expected, atol=1e-5)
+
+
+def test_start_score_deltas_summary_and_curve_png(tmp_path):
+    """eval_at_start scores the untrained student once, later lines give the
+    change against it, and CurvePlotHook draws both histories."""
+    loader = dict(batch_size=4, num_workers=0,
+                  collate_fn=dict(type='default_collate'))
+    knn_cfg = dict(
+        type='KNNMonitorHook', interval=0, k=5, eval_at_start=True,
+        train_dataloader=dict(loader, dataset=ColourData(30, 0)),
+        val_dataloader=dict(loader, dataset=ColourData(9, 1)))
+    runner = Runner(
+        model=ToyModel(), work_dir=str(tmp_path),
+        train_dataloader=dict(loader, dataset=ColourData(8, 2),
+                              sampler=dict(type='DefaultSampler',
+                                           shuffle=True)),
+        train_cfg=dict(by_epoch=True, max_epochs=3),
+        optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.01)),
+        custom_hooks=[knn_cfg, FakeBootstrapHook(),
+                      dict(type='CurvePlotHook', interval=1)],
+        default_hooks=dict(checkpoint=None),
+        default_scope='mmpretrain', experiment_name='knn_start')
+    runner.train()
+
+    hub = runner.message_hub
+    assert hub.get_info('knn/start_top1') == 100.0
+    # start, end of stage 1 (epoch 1), end of stage 2 (epoch 3)
+    assert hub.get_info('knn/history') == [[0, 100.0], [1, 100.0],
+                                           [3, 100.0]]
+    assert len(hub.get_info('curves/loss')) == 3 * 2  # 2 iters / epoch
+    with open(runner.logger.log_file) as f:
+        log = f.read()
+    assert log.count('random init, before the first step') == 1
+    assert 'epoch 1, end of stage 1/2): knn/top1 100.00 (+0.00 vs. ' \
+        '100.00 at random init)' in log
+    assert 'epoch 3, end of stage 2/2)' in log
+    assert ('kNN monitor summary (knn/top1): random init 100.00 | '
+            'epoch 1 100.00 '
+            '(+0.00) | epoch 3 100.00 (+0.00)') in log
+    png = tmp_path / 'curves.png'
+    assert png.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'

@@ -95,8 +95,17 @@ class KNNMonitorHook(Hook):
 
     Images go through the model's own ``data_preprocessor`` and then
     ``model.backbone`` in eval mode without masking.  The result (percent)
-    is written to the message hub as ``knn/top1``, the log and the
-    visualizer.  Under DDP every rank embeds its shard; the shards are
+    is written to the message hub as ``knn/top1`` (``knn/<name>/top1`` for
+    a named monitor: several can watch one run, e.g. on a second dataset
+    the model never trains on), the log and the visualizer.
+
+    With ``eval_at_start`` the randomly initialised student is scored before
+    the first step, and every later line states its change against that
+    starting point: a feature-distillation run can spend its first epochs
+    below its own random init, which the loss never shows.  The start value
+    and the history (``<prefix>/start_top1``, ``<prefix>/history``) are
+    runtime info
+    of the message hub, so they survive ``--resume``.  Under DDP every rank embeds its shard; the shards are
     gathered so that all ranks see the same number.
 
     Args:
@@ -120,6 +129,10 @@ class KNNMonitorHook(Hook):
             argument (mmpretrain's ``MAEViT`` treats ``mask=False`` as
             masked), nothing otherwise.
         by_epoch (bool): Count ``interval`` and ``stages`` in epochs.
+        eval_at_start (bool): Also score the student before the first
+            training step (fresh runs only). Defaults to False.
+        name (str): Tells several monitors apart in keys and log lines;
+            '' (default) keeps the plain ``knn/...`` keys.
     """
 
     priority = 'ABOVE_NORMAL'
@@ -134,7 +147,9 @@ class KNNMonitorHook(Hook):
                  feat: str = 'mean',
                  num_classes: Optional[int] = None,
                  backbone_kwargs: Optional[dict] = None,
-                 by_epoch: bool = True):
+                 by_epoch: bool = True,
+                 eval_at_start: bool = False,
+                 name: str = ''):
         if feat not in ('mean', 'cls'):
             raise ValueError(f"feat must be 'mean' or 'cls', got {feat!r}")
         self._loader_cfgs = dict(train=train_dataloader, val=val_dataloader)
@@ -147,7 +162,11 @@ class KNNMonitorHook(Hook):
         self.num_classes = num_classes
         self.backbone_kwargs = backbone_kwargs
         self.by_epoch = by_epoch
+        self.eval_at_start = eval_at_start
+        self.name = name
+        self.prefix = f'knn/{name}' if name else 'knn'
         self._stage_ends: Optional[Set[int]] = None
+        self._staged = False  # stage boundaries known: label stage ends
 
     # ---- when -----------------------------------------------------------
     def _find_stage_ends(self, runner) -> Set[int]:
@@ -171,6 +190,7 @@ class KNNMonitorHook(Hook):
                     f'{self.interval} and at the end only.')
             else:
                 ends |= {v for v in values if 0 < v <= last}
+                self._staged = len(ends) > 1
         return ends
 
     def _due(self, runner, done: int) -> bool:
@@ -178,6 +198,12 @@ class KNNMonitorHook(Hook):
             self._stage_ends = self._find_stage_ends(runner)
         return ((self.interval > 0 and done % self.interval == 0)
                 or done in self._stage_ends)
+
+    def before_train_iter(self, runner, batch_idx, data_batch=None) -> None:
+        # After weight init, resume and every hook's before_train checks;
+        # iteration 0 happens only in a fresh run.
+        if self.eval_at_start and runner.iter == 0:
+            self.evaluate(runner, step=0)
 
     def after_train_epoch(self, runner) -> None:
         if self.by_epoch and self._due(runner, runner.epoch + 1):
@@ -297,11 +323,44 @@ class KNNMonitorHook(Hook):
         broadcast_object_list(top1, src=0)  # identical on every rank
         top1 = top1[0]
 
-        runner.message_hub.update_scalar('knn/top1', top1)
-        runner.visualizer.add_scalars({'knn/top1': top1}, step=step)
+        hub, key = runner.message_hub, self.prefix
+        hub.update_scalar(f'{key}/top1', top1)
+        runner.visualizer.add_scalars({f'{key}/top1': top1}, step=step)
+        history = [list(h) for h in hub.get_info(f'{key}/history', [])
+                   if h[0] != step] + [[step, top1]]
+        hub.update_info(f'{key}/history', history)
+        if step == 0:
+            hub.update_info(f'{key}/start_top1', top1)
+        start = hub.get_info(f'{key}/start_top1')
         unit = 'epoch' if self.by_epoch else 'iter'
+        where = f'{unit} {step}'
+        if step == 0:
+            where = 'random init, before the first step'
+        elif self._staged and step in self._stage_ends:
+            ends = sorted(self._stage_ends)
+            where += f', end of stage {ends.index(step) + 1}/{len(ends)}'
+        change = ''
+        if start is not None and step != 0:
+            change = f' ({top1 - start:+.2f} vs. {start:.2f} at random init)'
         runner.logger.info(
-            f'kNN monitor ({unit} {step}): knn/top1 {top1:.2f} '
+            f'kNN monitor ({where}): {key}/top1 {top1:.2f}{change} '
             f'(k={self.k}, T={self.temperature}, feat={self.feat}, '
             f'{len(data["train"][1])} train / {len(data["val"][1])} val)')
         return top1
+
+    def after_run(self, runner) -> None:
+        history = runner.message_hub.get_info(f'{self.prefix}/history', [])
+        if len(history) < 2:
+            return
+        unit = 'epoch' if self.by_epoch else 'iter'
+        start = runner.message_hub.get_info(f'{self.prefix}/start_top1')
+        parts = []
+        for step, top1 in history:
+            if step == 0:
+                parts.append(f'random init {top1:.2f}')
+            elif start is None:
+                parts.append(f'{unit} {step} {top1:.2f}')
+            else:
+                parts.append(f'{unit} {step} {top1:.2f} ({top1 - start:+.2f})')
+        runner.logger.info(f'kNN monitor summary ({self.prefix}/top1): ' +
+                           ' | '.join(parts))
