@@ -29,6 +29,47 @@ class UnsafeCheckpointError(pickle.UnpicklingError):
     """A checkpoint needs globals outside the allow-list."""
 
 
+class CheckpointFormatError(ValueError):
+    """The file is not a (complete) PyTorch checkpoint at all."""
+
+
+def checkpoint_kind(path) -> str:
+    """What the file looks like from its first bytes and zip directory:
+    ``'zip'`` (``torch.save``), ``'torchscript'`` (``torch.jit.save``),
+    ``'broken-zip'``, ``'pickle'`` (legacy ``torch.save`` or a raw pickle),
+    ``'empty'`` or ``'other'``."""
+    import zipfile
+    from .torchscript_weights import is_torchscript
+    with open(path, 'rb') as f:
+        head = f.read(4)
+    if not head:
+        return 'empty'
+    if head.startswith(b'PK'):
+        if is_torchscript(path):
+            return 'torchscript'
+        try:
+            with zipfile.ZipFile(path) as zf:
+                names = zf.namelist()
+        except (zipfile.BadZipFile, OSError, ValueError):
+            return 'broken-zip'
+        return 'zip' if any(n.endswith('data.pkl') for n in names) \
+            else 'other'
+    # pickle protocol 2+ starts with PROTO; torch's legacy format too
+    return 'pickle' if head[:1] == b'\x80' else 'other'
+
+
+def _describe_not_a_checkpoint(path, kind: str) -> str:
+    if kind == 'empty':
+        return f'{path} is empty, not a PyTorch checkpoint.'
+    if kind == 'broken-zip':
+        return (f'{path} is not a complete checkpoint: its zip archive is '
+                'unreadable (truncated by a crash or an interrupted copy?).')
+    with open(path, 'rb') as f:
+        head = f.read(16)
+    return (f'{path} is not a PyTorch checkpoint (neither a torch.save zip '
+            f'archive nor a pickle; it starts with {head!r}).')
+
+
 def _numpy_globals() -> List[tuple]:
     """numpy objects that plain arrays, scalars and dtypes pickle into.
 
@@ -134,28 +175,126 @@ def safe_load(filename, map_location=None, trusted: Optional[bool] = None):
                       'pickle load (weights_only=False).')
         return torch.load(filename, map_location=map_location,
                           weights_only=False)
+    is_path = isinstance(filename, (str, os.PathLike)) and \
+        osp.isfile(filename)
+    kind = checkpoint_kind(filename) if is_path else 'zip'
+    if kind == 'torchscript':
+        raise UnsafeCheckpointError(
+            f'Refused to load "{filename}": it is a TorchScript archive (a '
+            'program; loading it runs its code), not a checkpoint. Nothing in '
+            'it was executed. Convert its weights with tools/model_converters/'
+            'clip_to_dbot_teacher.py, which reads them without running it.')
+    if kind not in ('zip', 'pickle'):
+        raise CheckpointFormatError(
+            _describe_not_a_checkpoint(filename, kind))
     try:
         with torch.serialization.safe_globals(allowed_globals()):
             return torch.load(filename, map_location=map_location,
                               weights_only=True)
     except pickle.UnpicklingError as e:
-        offending = ''
-        if isinstance(filename, (str, os.PathLike)):
+        error = e
+        offending = _offending_globals(filename, kind)
+        if offending:
+            offending = f' It references: {", ".join(offending)}.'
+        elif 'not on the allow-list' in str(e):  # our getattr
+            why = _first_line(e).replace('WeightsUnpickler error: ', '')
+            offending = f' {why[:1].upper()}{why[1:]}.'
+        elif kind == 'pickle' and not _is_legacy_torch_file(filename):
+            raise CheckpointFormatError(
+                f'{filename} is a plain pickle, not a checkpoint written by '
+                'torch.save; nothing in it was executed.') from None
+        else:
+            raise CheckpointFormatError(
+                f'{filename} cannot be read as a checkpoint: '
+                f'{_first_line(e)}') from None
+    except (RuntimeError, EOFError, ValueError, OSError) as e:
+        if not is_path:
+            raise
+        raise CheckpointFormatError(
+            f'{filename} cannot be read as a checkpoint (truncated, or not '
+            f'written by torch.save?): {_first_line(e)}') from None
+    raise UnsafeCheckpointError(
+        f'Refused to load checkpoint "{filename}": it contains objects '
+        f'outside the safe allow-list.{offending} Nothing in it was '
+        'executed. If you trust this file, opt in for it alone with '
+        f'{TRUSTED_ENV}={filename} (os.pathsep-separated list) or '
+        f'dbot_mm.utils.trust_checkpoint("{filename}"). '
+        f'(torch said: {_first_line(error)})') from None
+
+
+def _first_line(error) -> str:
+    """The informative line of a torch error (its weights-only errors
+    start with advice to load the file unsafely)."""
+    lines = [ln.strip() for ln in str(error).splitlines() if ln.strip()]
+    for i, line in enumerate(lines):
+        if line.startswith('Weights only load failed'):
+            continue
+        if line.endswith('WeightsUnpickler error:') and i + 1 < len(lines):
+            return 'WeightsUnpickler error: ' + lines[i + 1]
+        if 'WeightsUnpickler error' in line or 'GLOBAL' in line:
+            return line[line.find('WeightsUnpickler error'):] \
+                if 'WeightsUnpickler error' in line else line
+    return lines[0] if lines else type(error).__name__
+
+
+# torch's legacy (pre-zip) format starts with this pickled magic number
+_LEGACY_MAGIC = b'\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19'
+
+
+def _is_legacy_torch_file(path) -> bool:
+    with open(path, 'rb') as f:
+        return f.read(len(_LEGACY_MAGIC)) == _LEGACY_MAGIC
+
+
+def _pickle_globals(path, max_pickles: int = 6) -> List[str]:
+    """``module.name`` of every global the pickles at the start of ``path``
+    reference (a legacy ``torch.save`` file is several pickles followed by
+    raw storage bytes), found by reading opcodes, never by unpickling."""
+    import pickletools
+    names, strings, memo = [], [], {}
+    with open(path, 'rb') as f:
+        for _ in range(max_pickles):
             try:
-                names = torch.serialization.get_unsafe_globals_in_checkpoint(
-                    filename)
-                names = [n for n in names if n not in _allowed_names()]
-                if names:
-                    offending = f' It references: {", ".join(names)}.'
-            except Exception:  # the file may not even be a zip checkpoint
-                pass
-        raise UnsafeCheckpointError(
-            f'Refused to load checkpoint "{filename}": it contains objects '
-            f'outside the safe allow-list.{offending} Nothing in it was '
-            'executed. If you trust this file, opt in for it alone with '
-            f'{TRUSTED_ENV}={filename} (os.pathsep-separated list) or '
-            f'dbot_mm.utils.trust_checkpoint("{filename}"). '
-            f'(torch said: {str(e).splitlines()[0]})') from None
+                for op, arg, _pos in pickletools.genops(f):
+                    if op.name in ('GLOBAL', 'INST'):
+                        names.append(arg.replace(' ', '.'))
+                    elif op.name == 'STACK_GLOBAL' and len(strings) >= 2:
+                        names.append(f'{strings[-2]}.{strings[-1]}')
+                    elif isinstance(arg, str) and 'UNICODE' in op.name:
+                        strings.append(arg)
+                    elif op.name in ('BINPUT', 'LONG_BINPUT', 'PUT') and \
+                            strings:
+                        memo[arg] = strings[-1]
+                    elif op.name == 'MEMOIZE' and strings:
+                        memo[len(memo)] = strings[-1]
+                    elif op.name in ('BINGET', 'LONG_BINGET', 'GET') and \
+                            isinstance(memo.get(arg), str):
+                        strings.append(memo[arg])
+            except Exception:  # noqa: BLE001  (raw storage bytes follow)
+                break
+    return names
+
+
+def _offending_globals(filename, kind: str) -> List[str]:
+    """Globals of the file that neither torch's weights-only loader nor our
+    allow-list accept."""
+    try:
+        if kind == 'zip':
+            names = torch.serialization.get_unsafe_globals_in_checkpoint(
+                filename)
+        elif kind == 'pickle':
+            names = _pickle_globals(filename)
+        else:
+            return []
+    except Exception:  # noqa: BLE001  (unreadable: a format error then)
+        return []
+    try:
+        from torch._weights_only_unpickler import _get_allowed_globals
+        allowed = set(_get_allowed_globals())
+    except (ImportError, AttributeError):
+        allowed = set()
+    allowed |= _allowed_names()
+    return sorted({n for n in names if n not in allowed})
 
 
 def _load_from_local(filename, map_location):

@@ -10,7 +10,6 @@ import argparse
 import hashlib
 import os
 import os.path as osp
-import zipfile
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence
@@ -19,7 +18,11 @@ import torch
 from mmpretrain.models.utils import resize_pos_embed
 from torch import nn
 
-from dbot_mm.utils.safe_load import safe_load
+from dbot_mm.utils.safe_load import (TRUSTED_ENV, UnsafeCheckpointError,
+                                     is_trusted, safe_load)
+from dbot_mm.utils.torchscript_weights import (TorchScriptError,
+                                               is_torchscript,
+                                               read_torchscript_weights)
 
 StateDict = Dict[str, torch.Tensor]
 
@@ -73,16 +76,6 @@ def _compact(keys: Sequence[str], limit: int = 20) -> List[str]:
     return keys[:limit] + [f'... and {len(keys) - limit} more']
 
 
-def _is_torchscript(path: str) -> bool:
-    """OpenAI's CLIP releases are TorchScript archives, not pickles."""
-    try:
-        with zipfile.ZipFile(path) as zf:
-            return any(n.endswith('constants.pkl') or '/code/' in n
-                       for n in zf.namelist())
-    except (zipfile.BadZipFile, OSError):
-        return False
-
-
 def load_source(path: str) -> dict:
     """Load a third-party checkpoint without running pickled code.
 
@@ -90,8 +83,13 @@ def load_source(path: str) -> dict:
     (plain strings and numbers), so that one class is allowed on top of the
     dbot_mm allow-list; anything else still goes through
     :func:`dbot_mm.utils.safe_load.safe_load` and its opt-in for trusted
-    files. TorchScript archives (OpenAI CLIP) are read with
-    ``torch.jit.load`` and safetensors files with safetensors.
+    files. TorchScript archives (OpenAI CLIP) are never given to
+    ``torch.jit.load``, which would run their code: their weights are read
+    from the archive's pickle with a restricted unpickler
+    (:mod:`dbot_mm.utils.torchscript_weights`); an archive that cannot be
+    read that way is refused unless the file is trusted
+    (``DBOT_MM_TRUSTED_CHECKPOINTS``). safetensors files are read with
+    safetensors.
     """
     path = osp.expanduser(str(path))
     if not osp.isfile(path):
@@ -99,8 +97,19 @@ def load_source(path: str) -> dict:
     if path.endswith('.safetensors'):
         from safetensors.torch import load_file
         return dict(load_file(path, device='cpu'))
-    if _is_torchscript(path):
-        module = torch.jit.load(path, map_location='cpu')
+    if is_torchscript(path):
+        try:
+            return dict(read_torchscript_weights(path))
+        except TorchScriptError as e:
+            if not is_trusted(path):
+                why = str(e).replace(f'{path}: ', '', 1)
+                raise UnsafeCheckpointError(
+                    f'Refused to load TorchScript archive "{path}": {why}. '
+                    'Reading its weights any further would mean running its '
+                    'code (torch.jit.load); nothing in it was executed. If '
+                    f'you trust this file, opt in for it alone with '
+                    f'{TRUSTED_ENV}={path}.') from None
+        module = torch.jit.load(path, map_location='cpu')  # trusted file
         return {k: v.detach().clone() for k, v in module.state_dict().items()}
     with torch.serialization.safe_globals([argparse.Namespace]):
         return safe_load(path, map_location='cpu')
