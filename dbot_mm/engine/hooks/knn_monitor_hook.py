@@ -203,16 +203,32 @@ class KNNMonitorHook(Hook):
         # After weight init, resume and every hook's before_train checks;
         # iteration 0 happens only in a fresh run.
         if self.eval_at_start and runner.iter == 0:
-            self.evaluate(runner, step=0)
+            self._evaluate_or_log(runner, step=0)
 
     def after_train_epoch(self, runner) -> None:
         if self.by_epoch and self._due(runner, runner.epoch + 1):
-            self.evaluate(runner, step=runner.epoch + 1)
+            self._evaluate_or_log(runner, step=runner.epoch + 1)
 
     def after_train_iter(self, runner, batch_idx, data_batch=None,
                          outputs=None) -> None:
         if not self.by_epoch and self._due(runner, runner.iter + 1):
-            self.evaluate(runner, step=runner.iter + 1)
+            self._evaluate_or_log(runner, step=runner.iter + 1)
+
+    def _evaluate_or_log(self, runner, step: int) -> Optional[float]:
+        """A failing monitor must not cost the run: it runs before the
+        epoch's checkpoint is written, so an error here is logged (one
+        line) and training goes on; the checkpoint is saved as usual and
+        the monitor tries again when it is next due."""
+        try:
+            return self.evaluate(runner, step)
+        except Exception as e:  # noqa: BLE001  (a side measurement)
+            unit = 'epoch' if self.by_epoch else 'iter'
+            first = (str(e).strip().splitlines() or [''])[0]
+            runner.logger.error(
+                f'kNN monitor ({unit} {step}) failed, no {self.prefix}/top1 '
+                f'logged: {type(e).__name__}: {first}. Training continues '
+                'and the checkpoint of this epoch is written as usual.')
+            return None
 
     # ---- what -----------------------------------------------------------
     def _loader(self, runner, split: str) -> DataLoader:
@@ -288,8 +304,10 @@ class KNNMonitorHook(Hook):
                    if i < len(p)]
         return ordered[:size]
 
-    def evaluate(self, runner, step: int) -> float:
-        """Embed both splits, run kNN, log and return top-1 (percent)."""
+    def evaluate(self, runner, step: int) -> Optional[float]:
+        """Embed both splits, run kNN, log and return top-1 (percent);
+        None (nothing logged as an accuracy) when the student's features
+        are not finite."""
         model = runner.model
         if is_model_wrapper(model):
             model = model.module
@@ -307,6 +325,13 @@ class KNNMonitorHook(Hook):
                 data[split] = (feats, torch.tensor([r[1] for r in rows]))
         finally:
             backbone.train(was_training)
+        # identical on every rank after the gather, so all ranks agree
+        if not all(bool(torch.isfinite(f).all()) for f, _ in data.values()):
+            unit = 'epoch' if self.by_epoch else 'iter'
+            runner.logger.warning(
+                f'kNN monitor ({unit} {step}): the student\'s features are '
+                'not finite (NaN/Inf weights?); no accuracy logged.')
+            return None
 
         num_classes = self.num_classes
         if num_classes is None:
