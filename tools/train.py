@@ -19,12 +19,21 @@ from mmengine.registry import RUNNERS  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
 import dbot_mm  # noqa: E402,F401  (registers models, hooks, schedulers)
-from dbot_mm.utils.checkpoint_io import is_complete_checkpoint  # noqa: E402
+from dbot_mm.engine.hooks.non_finite_loss_hook import \
+    NonFiniteLossError  # noqa: E402
+from dbot_mm.utils.checkpoint_io import (  # noqa: E402
+    find_latest_valid_checkpoint, is_complete_checkpoint)
 from dbot_mm.utils.config_checks import (ConfigCheckError,  # noqa: E402
-                                         check_config,
-                                         check_train_dataloader)
+                                         check_checkpoint_fits, check_config,
+                                         check_train_dataloader,
+                                         describe_build_error)
+from dbot_mm.utils.safe_load import (CheckpointFormatError,  # noqa: E402
+                                     UnsafeCheckpointError)
 
 AMP_DTYPES = {'fp16': 'float16', 'bf16': 'bfloat16'}
+# Errors that are the user's input, not a crash: one line, no traceback.
+USER_ERRORS = (ConfigCheckError, UnsafeCheckpointError, CheckpointFormatError,
+               NonFiniteLossError)
 AMP_WRAPPERS = ('AmpOptimWrapper', 'AutocastOptimWrapper')
 
 
@@ -98,14 +107,54 @@ def merge_args(cfg, args):
         cfg.resume, cfg.load_from = True, None
     elif args.resume is not None:
         if not osp.isfile(args.resume):
-            raise FileNotFoundError(
+            raise ConfigCheckError(
                 f'--resume: checkpoint not found: {args.resume}')
         cfg.resume, cfg.load_from = True, args.resume
-    if args.auto_scale_lr:
-        cfg.setdefault('auto_scale_lr', {})['enable'] = True
     if args.cfg_options:
+        check_option_keys(cfg, args.cfg_options)
         cfg.merge_from_dict(args.cfg_options)
+    if args.auto_scale_lr:
+        scale = dict(cfg.get('auto_scale_lr') or {})
+        if not scale.get('base_batch_size'):
+            raise ConfigCheckError(
+                '--auto-scale-lr: the config has no auto_scale_lr.'
+                'base_batch_size, the total batch size its learning rate is '
+                'set for; add --cfg-options auto_scale_lr.base_batch_size=N '
+                '(or auto_scale_lr = dict(base_batch_size=N) to the config).')
+        scale['enable'] = True
+        cfg.auto_scale_lr = scale
     return cfg
+
+
+# Top-level keys mmengine's Runner (and FlexibleRunner) reads besides the
+# ones a config already has; --cfg-options may add these, nothing else.
+RUNNER_KEYS = {
+    'model', 'work_dir', 'train_dataloader', 'val_dataloader',
+    'test_dataloader', 'train_cfg', 'val_cfg', 'test_cfg', 'auto_scale_lr',
+    'optim_wrapper', 'param_scheduler', 'val_evaluator', 'test_evaluator',
+    'default_hooks', 'custom_hooks', 'data_preprocessor', 'load_from',
+    'resume', 'launcher', 'env_cfg', 'log_processor', 'log_level',
+    'visualizer', 'default_scope', 'randomness', 'experiment_name',
+    'compile', 'model_wrapper_cfg', 'custom_imports', 'runner_type',
+    'find_unused_parameters', 'strategy', 'cfg'
+}
+
+
+def check_option_keys(cfg, options):
+    """A misspelt top-level key in --cfg-options would become a new key
+    nobody reads (``optim_wraper.optimizer.lr=...`` trains at the config's
+    lr); refuse it, suggesting the closest existing key."""
+    import difflib
+    known = set(cfg.keys()) | RUNNER_KEYS
+    for option in options:
+        top = option.split('.')[0]
+        if top in known:
+            continue
+        close = difflib.get_close_matches(top, sorted(known), n=1)
+        hint = f'; did you mean {close[0]!r}?' if close else ''
+        raise ConfigCheckError(
+            f'--cfg-options {option}: the config has no key {top!r} and '
+            f'the runner does not read one{hint}')
 
 
 def check_resume_file(resume):
@@ -151,17 +200,56 @@ def teardown_distributed():
         dist.destroy_process_group()
 
 
+def checkpoint_to_load(cfg):
+    """(file, option) that the run will load: the --resume file, the newest
+    complete checkpoint of the work dir, or load_from; (None, None)."""
+    if cfg.get('resume'):
+        path = cfg.get('load_from') or find_latest_valid_checkpoint(
+            cfg.work_dir)
+        return path, '--resume'
+    return cfg.get('load_from'), 'load_from'
+
+
+def build(cfg):
+    """Build the runner and its train loop. A config mistake raised on the
+    way (an unknown type, a misspelt argument, a value a module refuses) is
+    reported as one line naming the key (DBOT_MM_TRACEBACK=1: traceback)."""
+    try:
+        runner = (RUNNERS.build(cfg)
+                  if 'runner_type' in cfg else Runner.from_cfg(cfg))
+        check_train_dataloader(runner)  # a data set smaller than a batch
+    except USER_ERRORS:
+        raise
+    except (KeyError, TypeError, ValueError, RuntimeError, OSError,
+            AssertionError) as e:
+        if os.environ.get('DBOT_MM_TRACEBACK'):
+            raise
+        raise ConfigCheckError(
+            f'{describe_build_error(cfg, e)} (building from '
+            f'{cfg.filename}; DBOT_MM_TRACEBACK=1 shows the traceback)'
+        ) from e
+    path, option = checkpoint_to_load(cfg)
+    if path and not str(path).startswith(('http://', 'https://')):
+        # another width: refused here, not a segfault in the first step
+        check_checkpoint_fits(runner.model, path, option)
+    return runner
+
+
 def main(argv=None):
     args = parse_args(argv)
-    cfg = merge_args(Config.fromfile(args.config), args)
+    try:
+        cfg = merge_args(Config.fromfile(args.config), args)
+    except (FileNotFoundError, SyntaxError, KeyError, ValueError) as e:
+        if isinstance(e, ConfigCheckError):
+            raise
+        raise ConfigCheckError(
+            f'{args.config}: {type(e).__name__}: {e}') from e
     # Missing / empty data, wrong checkpoints and stage lists: one message
     # naming the key and the file, before anything is built.
     check_config(cfg, modes=('train', ))
     check_resume_file(args.resume)
     setup_cpu_distributed(cfg)
-    runner = (RUNNERS.build(cfg)
-              if 'runner_type' in cfg else Runner.from_cfg(cfg))
-    check_train_dataloader(runner)  # a data set smaller than a batch
+    runner = build(cfg)
     runner.train()
     teardown_distributed()
 
@@ -169,5 +257,5 @@ def main(argv=None):
 if __name__ == '__main__':
     try:
         main()
-    except ConfigCheckError as e:  # a config / input error, not a crash
+    except USER_ERRORS as e:  # a config / input error, not a crash
         sys.exit(f'{osp.basename(__file__)}: error: {e}')

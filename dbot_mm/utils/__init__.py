@@ -1,7 +1,7 @@
-from .safe_load import (UnsafeCheckpointError, safe_load, trust_checkpoint,
-                        trusted_checkpoints)
+from .safe_load import (CheckpointFormatError, UnsafeCheckpointError,
+                        safe_load, trust_checkpoint, trusted_checkpoints)
 
 __all__ = [
-    'UnsafeCheckpointError', 'safe_load', 'trust_checkpoint',
-    'trusted_checkpoints'
+    'CheckpointFormatError', 'UnsafeCheckpointError', 'safe_load',
+    'trust_checkpoint', 'trusted_checkpoints'
 ]

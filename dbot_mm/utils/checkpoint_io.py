@@ -82,6 +82,24 @@ def remove_stale_temp_files(work_dir: str) -> list:
     return removed
 
 
+def _in_work_dir(last: str, work_dir: str) -> str:
+    """``last_checkpoint`` holds an absolute path. In a work dir that was
+    copied or moved, it names the *old* folder's file: resuming from it
+    would silently continue another run. Use the file of the same name in
+    this work dir instead (missing: the numbered files decide)."""
+    if not osp.isabs(last):
+        return osp.join(work_dir, last)
+    here = osp.realpath(work_dir)
+    if osp.realpath(osp.dirname(last)) == here:
+        return last
+    local = osp.join(work_dir, osp.basename(last))
+    print_log(
+        f'last_checkpoint in {work_dir} points to {last}, outside this work '
+        f'dir (copied or moved?); using {local} instead.',
+        logger='current', level=logging.WARNING)
+    return local
+
+
 def find_latest_valid_checkpoint(work_dir: str) -> Optional[str]:
     """``last_checkpoint`` if complete, else the newest complete one."""
     from mmengine.dist import get_rank
@@ -93,7 +111,7 @@ def find_latest_valid_checkpoint(work_dir: str) -> Optional[str]:
         with open(pointer) as f:
             last = f.read().strip()
         if last:
-            candidates.append(last)
+            candidates.append(_in_work_dir(last, work_dir))
     if osp.isdir(work_dir):
         numbered = []
         for name in os.listdir(work_dir):

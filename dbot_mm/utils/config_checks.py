@@ -9,7 +9,12 @@ config pointing at the wrong checkpoint only after the model is built.
 ``tools/test.py``); :func:`check_train_dataloader` checks the built train
 dataloader before anything else is built from it.
 """
+import difflib
+import math
+import os
 import os.path as osp
+import tempfile
+from functools import reduce
 from typing import Iterator, List, Optional, Tuple
 
 
@@ -56,50 +61,112 @@ def _has_a_line(path: str) -> bool:
     return False
 
 
-def check_dataset_paths(cfg, modes=('train', )) -> None:
-    """Data root, annotation file and image folder of each dataloader."""
+def _loaders(cfg, modes) -> Iterator[Tuple[str, dict]]:
+    """``(key, dataloader cfg)`` of the run's loaders and, for training,
+    those of custom hooks (e.g. ``KNNMonitorHook.train_dataloader``), whose
+    data is otherwise first read at the end of a stage."""
     for mode in modes:
         for loader_key in _LOADERS[mode]:
             loader = cfg.get(loader_key)
-            if not isinstance(loader, dict):
+            if isinstance(loader, dict):
+                yield loader_key, loader
+    if 'train' in modes:
+        for i, hook in enumerate(cfg.get('custom_hooks') or []):
+            if not isinstance(hook, dict):
                 continue
-            for key, ds in _datasets(loader.get('dataset'),
-                                     f'{loader_key}.dataset'):
-                if ds.get('backend_args') or ds.get('lazy_init'):
-                    continue
-                root = ds.get('data_root') or ''
-                if _is_remote(root):
-                    continue
-                if root and not osp.isdir(root):
-                    raise ConfigCheckError(
-                        f'{key}.data_root: directory not found: {root} '
-                        f'(relative to {osp.abspath(".")}). Create the data '
-                        'set (docs/datasets.md) or override it with '
-                        f'--cfg-options {key}.data_root=PATH')
-                ann = ds.get('ann_file') or ''
-                if isinstance(ann, str) and ann and not _is_remote(ann):
-                    path = ann if osp.isabs(ann) else osp.join(root, ann)
-                    if not osp.isfile(path):
-                        raise ConfigCheckError(
-                            f'{key}.ann_file: file not found: {path}')
-                    if path.endswith('.txt') and not _has_a_line(path):
-                        raise ConfigCheckError(
-                            f'{key}.ann_file: {path} is empty; the data set '
-                            'has no samples.')
-                prefix = ds.get('data_prefix')
-                prefixes = (prefix.items() if isinstance(prefix, dict) else
-                            [('', prefix)] if isinstance(prefix, str) else [])
-                for sub, value in prefixes:
-                    if not value or not isinstance(value, str) or \
-                            _is_remote(value):
-                        continue
-                    path = value if osp.isabs(value) else osp.join(
-                        root, value)
-                    if not osp.isdir(path):
-                        name = f'{key}.data_prefix' + (f'.{sub}'
-                                                       if sub else '')
-                        raise ConfigCheckError(
-                            f'{name}: directory not found: {path}')
+            for name, value in hook.items():
+                if name.endswith('dataloader') and isinstance(value, dict):
+                    yield f'custom_hooks[{i}].{name}', value
+
+
+def _datasets_of(cfg, modes) -> Iterator[Tuple[str, dict]]:
+    for loader_key, loader in _loaders(cfg, modes):
+        for key, ds in _datasets(loader.get('dataset'),
+                                 f'{loader_key}.dataset'):
+            if not ds.get('backend_args') and not ds.get('lazy_init'):
+                yield key, ds
+
+
+def _has_a_file(path: str) -> bool:
+    """Stops at the first file: cheap even on an ImageNet folder."""
+    for _, _, files in os.walk(path, followlinks=True):
+        if files:
+            return True
+    return False
+
+
+_LABELLED = ('CustomDataset', 'ImageNet', 'ImageNet21k')
+
+
+def _check_labels(key: str, path: str) -> None:
+    """mmpretrain's ``CustomDataset`` reads ``<image> <integer label>`` per
+    line and fails on ``int()`` without naming the file or the line."""
+    with open(path, 'rb') as f:
+        for number, raw in enumerate(f, 1):
+            line = raw.decode('utf-8', 'replace').strip()
+            if not line:
+                continue
+            parts = line.rsplit(' ', 1)
+            label = parts[1] if len(parts) == 2 else ''
+            try:
+                int(label)
+            except ValueError:
+                raise ConfigCheckError(
+                    f'{key}: {path} line {number}: {line[:80]!r} has '
+                    f'{"label " + repr(label) if label else "no label"}; '
+                    'expected "<image path> <integer label>" per line (or '
+                    'with_label=False).') from None
+
+
+def check_dataset_paths(cfg, modes=('train', )) -> None:
+    """Data root, annotation file and image folder of each dataloader (and
+    of the dataloaders custom hooks build later)."""
+    entries = list(_datasets_of(cfg, modes))
+    for key, ds in entries:
+        root = ds.get('data_root') or ''
+        if _is_remote(root):
+            continue
+        if root and not osp.isdir(root):
+            others = [k for k, d in entries if k != key and
+                      (d.get('data_root') or '') == root]
+            also = (f' The same path is also set in '
+                    f'{", ".join(o + ".data_root" for o in others)}.'
+                    if others else '')
+            raise ConfigCheckError(
+                f'{key}.data_root: directory not found: {root} '
+                f'(relative to {osp.abspath(".")}). Create the data '
+                'set (docs/datasets.md) or override it with '
+                f'--cfg-options {key}.data_root=PATH{also}')
+        ann = ds.get('ann_file') or ''
+        if isinstance(ann, str) and ann and not _is_remote(ann):
+            path = ann if osp.isabs(ann) else osp.join(root, ann)
+            if not osp.isfile(path):
+                raise ConfigCheckError(
+                    f'{key}.ann_file: file not found: {path}')
+            if path.endswith('.txt') and not _has_a_line(path):
+                raise ConfigCheckError(
+                    f'{key}.ann_file: {path} is empty; the data set '
+                    'has no samples.')
+            if path.endswith('.txt') and ds.get('type') in _LABELLED and \
+                    ds.get('with_label', True):
+                _check_labels(f'{key}.ann_file', path)
+        prefix = ds.get('data_prefix')
+        prefixes = (prefix.items() if isinstance(prefix, dict) else
+                    [('', prefix)] if isinstance(prefix, str) else [])
+        for sub, value in prefixes:
+            if not value or not isinstance(value, str) or \
+                    _is_remote(value):
+                continue
+            path = value if osp.isabs(value) else osp.join(root, value)
+            name = f'{key}.data_prefix' + (f'.{sub}' if sub else '')
+            if not osp.isdir(path):
+                raise ConfigCheckError(
+                    f'{name}: directory not found: {path}')
+            if not ann and ds.get('type') in _LABELLED and \
+                    not _has_a_file(path):
+                raise ConfigCheckError(
+                    f'{name}: {path} holds no files; the data set has no '
+                    'samples.')
 
 
 def _walk(node, key: str) -> Iterator[Tuple[str, dict]]:
@@ -166,16 +233,24 @@ def check_pretrained_checkpoints(cfg) -> None:
 
 
 def check_stage_hooks(cfg) -> None:
-    """``StageBootstrapHook.stages`` ends at ``train_cfg.max_epochs``
-    (checked here before anything is built, and again by the hook)."""
+    """The stage list of ``StageBootstrapHook`` is the one source of truth:
+    ``train_cfg.max_epochs``, the LR schedulers (a restart at every
+    boundary, none crossing one), the stage list of any ``KNNMonitorHook``
+    and the checkpoint interval must agree with it. A command-line override
+    of one of them alone (``--cfg-options``) is refused here, before
+    anything is built; the hook checks its own arguments again."""
+    from dbot_mm.engine.schedules import check_stages
     max_epochs = (cfg.get('train_cfg') or {}).get('max_epochs')
-    for i, hook in enumerate(cfg.get('custom_hooks') or []):
+    hooks = cfg.get('custom_hooks') or []
+    for i, hook in enumerate(hooks):
         if not isinstance(hook, dict) or \
                 hook.get('type') != 'StageBootstrapHook':
             continue
-        from dbot_mm.engine.schedules import check_stages
-        stages = check_stages(hook.get('stages', (0, 800, 1600)),
-                              key=f'custom_hooks[{i}].stages')
+        key = f'custom_hooks[{i}].stages'
+        try:
+            stages = check_stages(hook.get('stages', (0, 800, 1600)), key=key)
+        except ValueError as e:
+            raise ConfigCheckError(str(e)) from None
         depths = hook.get('teacher_depths')
         if depths is not None and len(depths) != len(stages) - 1:
             raise ConfigCheckError(
@@ -186,14 +261,168 @@ def check_stage_hooks(cfg) -> None:
             raise ConfigCheckError(
                 f'custom_hooks[{i}].stages must end at train_cfg.max_epochs '
                 f'({max_epochs}); got {stages}')
+        _check_schedulers_follow(cfg, stages, key)
+        for j, other in enumerate(hooks):
+            if isinstance(other, dict) and \
+                    other.get('type') == 'KNNMonitorHook' and \
+                    other.get('stages') is not None and \
+                    list(other['stages']) != stages:
+                raise ConfigCheckError(
+                    f'custom_hooks[{j}].stages {list(other["stages"])} '
+                    f'differs from {key} {stages}: the kNN monitor would '
+                    'score other epochs than the stage ends. Drop it (the '
+                    'monitor then reads the StageBootstrapHook\'s) or set '
+                    'both alike.')
+        _check_checkpoint_interval(cfg, stages, key)
+
+
+_STAGE_HINT = ('The pretrain configs derive both from one `stages` list '
+               '(param_scheduler = stage_lr_schedulers(stages, ...)); change '
+               'the stage list in a config file, not one of them with '
+               '--cfg-options.')
+
+
+def _check_schedulers_follow(cfg, stages: List[int], key: str) -> None:
+    """Every stage restarts the LR: some LR scheduler begins at each
+    boundary, none crosses one, and they reach the last epoch."""
+    scheds = cfg.get('param_scheduler') or []
+    if isinstance(scheds, dict):
+        scheds = [scheds]
+    spans = []
+    for s in scheds:
+        if not isinstance(s, dict) or 'LR' not in str(s.get('type', '')) \
+                or not s.get('by_epoch', True):
+            continue  # iteration-based: not comparable with epochs here
+        begin = s.get('begin', 0)
+        end = s.get('end', stages[-1])
+        spans.append((begin, min(end, stages[-1])))
+    if not spans:
+        return
+    spans.sort()
+    shown = ', '.join(f'[{b}, {e})' for b, e in spans)
+    for boundary in stages[1:-1]:
+        crossing = [(b, e) for b, e in spans if b < boundary < e]
+        if crossing:
+            raise ConfigCheckError(
+                f'param_scheduler does not follow {key} {stages}: the '
+                f'scheduler over epochs [{crossing[0][0]}, {crossing[0][1]}) '
+                f'runs across the stage boundary at epoch {boundary} '
+                f'(schedulers: {shown}). {_STAGE_HINT}')
+        if not any(b == boundary for b, _ in spans):
+            raise ConfigCheckError(
+                f'param_scheduler does not follow {key} {stages}: no LR '
+                f'scheduler restarts at the stage boundary epoch {boundary} '
+                f'(schedulers: {shown}). {_STAGE_HINT}')
+    last = max(e for _, e in spans)
+    if last < stages[-1]:
+        raise ConfigCheckError(
+            f'param_scheduler does not follow {key} {stages}: the LR '
+            f'schedulers end at epoch {last}, the last stage at '
+            f'{stages[-1]} (schedulers: {shown}). {_STAGE_HINT}')
+
+
+def _check_checkpoint_interval(cfg, stages: List[int], key: str) -> None:
+    """Each stage gets a checkpoint: the interval is at most the shortest
+    stage, unless only the final checkpoint is wanted (interval >= the
+    last epoch)."""
+    ckpt = (cfg.get('default_hooks') or {}).get('checkpoint')
+    if not isinstance(ckpt, dict) or not ckpt.get('by_epoch', True):
+        return
+    interval = ckpt.get('interval', -1)
+    if not isinstance(interval, int) or interval <= 0 or \
+            interval >= stages[-1]:
+        return
+    lengths = [b - a for a, b in zip(stages[:-1], stages[1:])]
+    shortest = min(lengths)
+    if interval > shortest:
+        k = lengths.index(shortest)
+        every_end = reduce(math.gcd, stages[1:])
+        raise ConfigCheckError(
+            f'default_hooks.checkpoint.interval={interval} is longer than '
+            f'stage {k + 1} [{stages[k]}, {stages[k + 1]}) of {key} '
+            f'{stages}: that stage would end without a checkpoint. Set '
+            f'--cfg-options default_hooks.checkpoint.interval={every_end} '
+            '(a checkpoint at every stage end).')
+
+
+def check_optimizer(cfg) -> None:
+    """Learning rate and weight decay are non-negative numbers (torch
+    refuses them only once the optimizer is built, deep in a traceback)."""
+    wrapper = cfg.get('optim_wrapper')
+    if not isinstance(wrapper, dict):
+        return
+    optimizers = [('optim_wrapper.optimizer', wrapper.get('optimizer'))]
+    optimizers += [(f'optim_wrapper.{k}.optimizer', v.get('optimizer'))
+                   for k, v in wrapper.items() if isinstance(v, dict)]
+    for key, opt in optimizers:
+        if not isinstance(opt, dict):
+            continue
+        for name in ('lr', 'weight_decay'):
+            value = opt.get(name)
+            if value is None:
+                continue
+            if isinstance(value, bool) or \
+                    not isinstance(value, (int, float)) or \
+                    not value >= 0 or value != value:
+                raise ConfigCheckError(
+                    f'{key}.{name}: must be a non-negative number, got '
+                    f'{value!r}')
+
+
+def check_data_preprocessor(cfg) -> None:
+    """A zero ``std`` turns every input into NaN/Inf."""
+    model = cfg.get('model') if isinstance(cfg.get('model'), dict) else {}
+    for key, pre in (('model.data_preprocessor',
+                      model.get('data_preprocessor')),
+                     ('data_preprocessor', cfg.get('data_preprocessor'))):
+        if not isinstance(pre, dict):
+            continue
+        std = pre.get('std')
+        if isinstance(std, (list, tuple)) and any(
+                isinstance(v, (int, float)) and not v > 0 for v in std):
+            raise ConfigCheckError(
+                f'{key}.std: {list(std)} has a value that is not positive; '
+                'normalising by it gives NaN/Inf inputs.')
+
+
+def check_work_dir(cfg) -> None:
+    """The work dir is (or can be created as) a writable directory."""
+    work_dir = cfg.get('work_dir')
+    if not isinstance(work_dir, str) or _is_remote(work_dir):
+        return
+    path = osp.abspath(osp.expanduser(work_dir))
+    existing = path
+    while not osp.exists(existing):
+        parent = osp.dirname(existing)
+        if parent == existing:
+            break
+        existing = parent
+    if not osp.isdir(existing):
+        what = 'is a file' if existing == path else \
+            f'cannot be created: {existing} is a file'
+        raise ConfigCheckError(
+            f'work_dir: {work_dir} {what}, not a directory; pass another '
+            '--work-dir.')
+    try:
+        fd, tmp = tempfile.mkstemp(dir=existing, prefix='.dbot_mm_write_')
+        os.close(fd)
+        os.remove(tmp)
+    except OSError as e:
+        where = '' if existing == path else f' (in {existing})'
+        raise ConfigCheckError(
+            f'work_dir: {work_dir} is not writable{where}: '
+            f'{e.strerror or e}; pass another --work-dir.') from None
 
 
 def check_config(cfg, modes=('train', )) -> None:
     """All the checks above; raises :class:`ConfigCheckError`."""
     check_dataset_paths(cfg, modes)
+    check_data_preprocessor(cfg)
     if 'train' in modes:  # test runs load `load_from`, not init_cfg
         check_pretrained_checkpoints(cfg)
         check_stage_hooks(cfg)
+        check_optimizer(cfg)
+        check_work_dir(cfg)
 
 
 def check_train_dataloader(runner) -> None:
@@ -231,3 +460,123 @@ def _describe(dataset) -> str:
         if value:
             parts.append(f'{attr}={value}')
     return ' '.join(parts)
+
+
+def check_checkpoint_fits(model, path: str, key: str = '--resume') -> None:
+    """Refuse a checkpoint whose tensors do not fit ``model``.
+
+    mmengine loads such a file with ``strict=False``: ~100 size-mismatch
+    warnings, then training starts from random weights (``load_from``) or,
+    on ``--resume``, the optimizer state of another shape crashes the first
+    step (a segfault in the fused AdamW kernel). Reads the checkpoint
+    through the safe loader (memory-mapped), so an unsafe or broken file is
+    refused here too, with one message.
+    """
+    from mmengine.model import is_model_wrapper
+
+    from .safe_load import safe_load
+    ckpt = safe_load(path, map_location='cpu', mmap=True)
+    state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else {}
+    if not isinstance(state, dict):
+        return
+    state = {(k[len('module.'):] if k.startswith('module.') else k): v
+             for k, v in state.items()}
+    if is_model_wrapper(model):
+        model = model.module
+    own = model.state_dict()
+    differ = [k for k, v in state.items() if k in own and hasattr(v, 'shape')
+              and tuple(v.shape) != tuple(own[k].shape)]
+    shared = [k for k in state if k in own]
+    hint = ('Was it written by another config (width, depth, patch size)? '
+            'To load part of a checkpoint into another architecture use '
+            "init_cfg=dict(type='Pretrained', checkpoint=..., prefix=...).")
+    if differ:
+        k = differ[0]
+        raise ConfigCheckError(
+            f'{key}: {path} does not fit the model: {len(differ)} of its '
+            f'{len(state)} tensors have another shape, e.g. "{k}" is '
+            f'{tuple(state[k].shape)} in the file and '
+            f'{tuple(own[k].shape)} in the model. {hint}')
+    if state and not shared:
+        heads = sorted({k.split('.')[0] + '.' for k in state})[:8]
+        raise ConfigCheckError(
+            f'{key}: {path} has no tensor of this model (its top-level '
+            f'prefixes: {heads}). {hint}')
+
+
+def _find_type(cfg, type_name: str) -> List[str]:
+    """Key paths of the config dicts whose ``type`` is ``type_name``."""
+    found = []
+    for key, node in _walk(dict(cfg.items()), ''):
+        t = node.get('type')
+        if t == type_name or (isinstance(t, type) and
+                              t.__name__ == type_name):
+            found.append(key.lstrip('.'))
+    return found
+
+
+def _node_at(cfg, key: str) -> dict:
+    for k, node in _walk(dict(cfg.items()), ''):
+        if k.lstrip('.') == key:
+            return node
+    return {}
+
+
+def describe_build_error(cfg, error: BaseException) -> str:
+    """One line for an error raised while the Runner builds the model,
+    data and optimizer from ``cfg``, naming the config key where it can.
+
+    mmengine's builder reports ``class `X` in module: <error>``; an unknown
+    type is a ``KeyError`` naming the registry. Both are mapped back to the
+    config key here (``model.backbone.mask_ration``, ``model.neck.type``).
+    """
+    import re
+    text = str(error.args[0]) if isinstance(error, KeyError) and \
+        error.args else str(error)
+    text = ' '.join(text.split())
+    # mmengine prefixes each level of a nested build with its class
+    classes = re.findall(r"class `(\w+)` in \S+?: ", text)
+    message = re.sub(r"^(?:['\"]?class `\w+` in \S+?: )+", '', text)
+    if len(message) > 1 and message[0] in '\'"' and message[-1] == \
+            message[0]:
+        message = message[1:-1]
+    unknown = re.search(r"(\S+) is not in the (\S+) registry", message)
+    if unknown:
+        name, registry = unknown.group(1).strip('\'"`'), unknown.group(2)
+        keys = _find_type(cfg, name)
+        where = f'{keys[0]}.type: ' if keys else ''
+        close = _close_registered(name, registry)
+        return (f'{where}{name!r} is not a registered type (registry '
+                f'{registry}){close}. Is it spelt right, and is the module '
+                'that registers it in custom_imports?')
+    for name in reversed(classes):  # the innermost class first
+        keys = _find_type(cfg, name)
+        if not keys:
+            continue
+        arg = re.search(r"unexpected keyword argument '(\w+)'", message)
+        if arg:
+            return (f'{keys[0]}.{arg.group(1)}: {name} has no argument '
+                    f'{arg.group(1)!r} ({type(error).__name__}: {message})')
+        node = _node_at(cfg, keys[0])
+        named = [k for k in node if k != 'type' and
+                 re.search(rf'(?<![\w.]){re.escape(k)}(?!\w)', message)]
+        where = f'{keys[0]}.{named[0]}' if named else keys[0]
+        return f'{where} ({name}): {type(error).__name__}: {message}'
+    return f'{type(error).__name__}: {message}'
+
+
+def _close_registered(name: str, registry: str) -> str:
+    """`` (did you mean 'X'?)`` from the registry's names, if any is close."""
+    try:
+        import importlib
+        scope, _, reg_name = registry.partition('::')
+        mod = importlib.import_module(f'{scope}.registry')
+        reg = getattr(mod, reg_name.upper() + 'S', None) or getattr(
+            mod, reg_name.upper(), None)
+        names = set(reg.module_dict) if reg is not None else set()
+        if reg is not None and reg.parent is not None:
+            names |= set(reg.parent.module_dict)
+    except Exception:  # noqa: BLE001  (a hint only)
+        return ''
+    close = difflib.get_close_matches(name, sorted(names), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ''

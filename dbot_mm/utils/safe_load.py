@@ -158,7 +158,8 @@ def trusted_checkpoints(paths: Iterable):
         _trusted_paths.difference_update(added)
 
 
-def safe_load(filename, map_location=None, trusted: Optional[bool] = None):
+def safe_load(filename, map_location=None, trusted: Optional[bool] = None,
+              mmap: bool = False):
     """``torch.load`` with ``weights_only=True`` and the mmengine allow-list.
 
     Args:
@@ -167,6 +168,13 @@ def safe_load(filename, map_location=None, trusted: Optional[bool] = None):
         trusted: force a full pickle load (``True``) for a file you trust;
             by default only files registered with :func:`trust_checkpoint`
             or listed in ``$DBOT_MM_TRUSTED_CHECKPOINTS`` are loaded fully.
+        mmap: memory-map the tensors (zip checkpoints only), for reading
+            keys and shapes without reading the data.
+
+    Raises:
+        UnsafeCheckpointError: the file needs globals outside the
+            allow-list, or is a TorchScript archive (a program).
+        CheckpointFormatError: the file is not a (complete) checkpoint.
     """
     if trusted is None:
         trusted = is_trusted(filename)
@@ -187,10 +195,11 @@ def safe_load(filename, map_location=None, trusted: Optional[bool] = None):
     if kind not in ('zip', 'pickle'):
         raise CheckpointFormatError(
             _describe_not_a_checkpoint(filename, kind))
+    kwargs = dict(mmap=True) if mmap and kind == 'zip' and is_path else {}
     try:
         with torch.serialization.safe_globals(allowed_globals()):
             return torch.load(filename, map_location=map_location,
-                              weights_only=True)
+                              weights_only=True, **kwargs)
     except pickle.UnpicklingError as e:
         error = e
         offending = _offending_globals(filename, kind)

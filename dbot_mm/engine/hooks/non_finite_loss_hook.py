@@ -74,9 +74,13 @@ class NonFiniteLossHook(Hook):
         if bool(torch.isfinite(sums).all()):
             return
         bad = [n for (n, _), ok in zip(named, torch.isfinite(sums)) if not ok]
+        # Called from after_train_epoch (runner.epoch is still the 0-based
+        # index of the finished epoch, runner.iter the iterations done):
+        # counted 1-based like the loss message and the checkpoint files.
         raise NonFiniteLossError(
-            f'Refusing to save a checkpoint at epoch {runner.epoch}, '
-            f'iteration {runner.iter}: non-finite parameters '
+            f'Refusing to save a checkpoint at the end of epoch '
+            f'{runner.epoch + 1} (iteration {runner.iter}): non-finite '
+            'parameters '
             f'{", ".join(bad[:5])}{" ..." if len(bad) > 5 else ""}. '
             'Training stopped; the last checkpoint is '
             f'{_last_checkpoint(runner.work_dir)}.')

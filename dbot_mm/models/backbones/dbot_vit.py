@@ -146,6 +146,12 @@ class DBOTViT(MAEViT):
             mask_ratio=mask_ratio,
             init_cfg=init_cfg)
         self.with_cp = with_cp
+        if self.num_keep < 1:
+            raise ValueError(
+                f'mask_ratio={mask_ratio} leaves no visible patch of the '
+                f'{self.num_patches} (int({self.num_patches} * '
+                f'(1 - {mask_ratio})) = 0); at most '
+                f'{1 - 1 / self.num_patches:.6g} keeps one.')
         use_fast_attention(self)
 
     @property
