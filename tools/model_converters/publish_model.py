@@ -36,4 +36,8 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    from dbot_mm.models.converters.common import CLI_ERRORS
+    try:
+        main()
+    except CLI_ERRORS as e:  # a refused / unreadable input: one line
+        sys.exit(f'{osp.basename(__file__)}: error: {e}')

@@ -18,8 +18,9 @@ import torch
 from mmpretrain.models.utils import resize_pos_embed
 from torch import nn
 
-from dbot_mm.utils.safe_load import (TRUSTED_ENV, UnsafeCheckpointError,
-                                     is_trusted, safe_load)
+from dbot_mm.utils.safe_load import (TRUSTED_ENV, CheckpointFormatError,
+                                     UnsafeCheckpointError, is_trusted,
+                                     safe_load)
 from dbot_mm.utils.torchscript_weights import (TorchScriptError,
                                                is_torchscript,
                                                read_torchscript_weights)
@@ -34,6 +35,12 @@ _HEADS_BY_WIDTH = {192: 3, 384: 6, 768: 12, 1024: 16, 1280: 16, 1408: 16,
 
 class ConversionError(ValueError):
     """A checkpoint cannot be converted as asked (layout or shape)."""
+
+
+#: What the converter CLIs report as one line (a refused or unreadable
+#: input, a layout they cannot convert), not as a traceback.
+CLI_ERRORS = (UnsafeCheckpointError, CheckpointFormatError, ConversionError,
+              FileNotFoundError)
 
 
 @dataclass
