@@ -28,7 +28,7 @@ from dbot_mm.utils.config_checks import (ConfigCheckError,  # noqa: E402
                                          check_train_dataloader,
                                          describe_build_error)
 from dbot_mm.utils.safe_load import (CheckpointFormatError,  # noqa: E402
-                                     UnsafeCheckpointError)
+                                     UnsafeCheckpointError, safe_load)
 
 AMP_DTYPES = {'fp16': 'float16', 'bf16': 'bfloat16'}
 # Errors that are the user's input, not a crash: one line, no traceback.
@@ -218,6 +218,10 @@ def build(cfg):
         runner = (RUNNERS.build(cfg)
                   if 'runner_type' in cfg else Runner.from_cfg(cfg))
         check_train_dataloader(runner)  # a data set smaller than a batch
+        model = getattr(runner.model, 'module', runner.model)
+        for hook in runner.hooks:  # e.g. teacher_depths vs the teacher
+            if hasattr(hook, 'check_model'):
+                hook.check_model(model)
     except USER_ERRORS:
         raise
     except (KeyError, TypeError, ValueError, RuntimeError, OSError,
@@ -228,10 +232,6 @@ def build(cfg):
             f'{describe_build_error(cfg, e)} (building from '
             f'{cfg.filename}; DBOT_MM_TRACEBACK=1 shows the traceback)'
         ) from e
-    path, option = checkpoint_to_load(cfg)
-    if path and not str(path).startswith(('http://', 'https://')):
-        # another width: refused here, not a segfault in the first step
-        check_checkpoint_fits(runner.model, path, option)
     return runner
 
 
@@ -248,8 +248,19 @@ def main(argv=None):
     # naming the key and the file, before anything is built.
     check_config(cfg, modes=('train', ))
     check_resume_file(args.resume)
+    # An unsafe or broken checkpoint is refused before anything is built
+    # (memory-mapped: keys and shapes only) ...
+    path, option = checkpoint_to_load(cfg)
+    ckpt = None
+    if path and not str(path).startswith(('http://', 'https://')):
+        ckpt = safe_load(path, map_location='cpu', mmap=True)
     setup_cpu_distributed(cfg)
     runner = build(cfg)
+    if ckpt is not None:
+        # ... and one of another width here, not by a segfault in the first
+        # optimizer step
+        check_checkpoint_fits(runner.model, path, option, ckpt)
+        del ckpt
     runner.train()
     teardown_distributed()
 

@@ -283,8 +283,11 @@ _STAGE_HINT = ('The pretrain configs derive both from one `stages` list '
 
 
 def _check_schedulers_follow(cfg, stages: List[int], key: str) -> None:
-    """Every stage restarts the LR: some LR scheduler begins at each
-    boundary, none crosses one, and they reach the last epoch."""
+    """Every stage restarts the LR the same way: the LR schedulers that
+    begin in stage k are those of stage 1 shifted by its start, none
+    crosses a boundary or starts after the last epoch, and they reach it.
+    (A stage list shortened with --cfg-options alone leaves a schedule
+    whose stage 2 starts with stage 1's cosine at the peak LR.)"""
     scheds = cfg.get('param_scheduler') or []
     if isinstance(scheds, dict):
         scheds = [scheds]
@@ -293,32 +296,46 @@ def _check_schedulers_follow(cfg, stages: List[int], key: str) -> None:
         if not isinstance(s, dict) or 'LR' not in str(s.get('type', '')) \
                 or not s.get('by_epoch', True):
             continue  # iteration-based: not comparable with epochs here
-        begin = s.get('begin', 0)
-        end = s.get('end', stages[-1])
-        spans.append((begin, min(end, stages[-1])))
+        spans.append((s.get('begin', 0), s.get('end', stages[-1]),
+                      str(s.get('type'))))
     if not spans:
         return
     spans.sort()
-    shown = ', '.join(f'[{b}, {e})' for b, e in spans)
-    for boundary in stages[1:-1]:
-        crossing = [(b, e) for b, e in spans if b < boundary < e]
-        if crossing:
-            raise ConfigCheckError(
-                f'param_scheduler does not follow {key} {stages}: the '
-                f'scheduler over epochs [{crossing[0][0]}, {crossing[0][1]}) '
-                f'runs across the stage boundary at epoch {boundary} '
-                f'(schedulers: {shown}). {_STAGE_HINT}')
-        if not any(b == boundary for b, _ in spans):
-            raise ConfigCheckError(
-                f'param_scheduler does not follow {key} {stages}: no LR '
-                f'scheduler restarts at the stage boundary epoch {boundary} '
-                f'(schedulers: {shown}). {_STAGE_HINT}')
-    last = max(e for _, e in spans)
-    if last < stages[-1]:
+    last = stages[-1]
+    shown = ', '.join(f'{t} [{b}, {e})' for b, e, t in spans)
+
+    def refuse(why):
         raise ConfigCheckError(
-            f'param_scheduler does not follow {key} {stages}: the LR '
-            f'schedulers end at epoch {last}, the last stage at '
-            f'{stages[-1]} (schedulers: {shown}). {_STAGE_HINT}')
+            f'param_scheduler does not follow {key} {stages}: {why} '
+            f'(schedulers: {shown}). {_STAGE_HINT}')
+
+    beyond = [(b, e) for b, e, _ in spans if b >= last]
+    if beyond:
+        refuse(f'a scheduler starts at epoch {beyond[0][0]}, after the last '
+               f'stage ends (train_cfg.max_epochs {last})')
+    for boundary in stages[1:-1]:
+        crossing = [(b, e) for b, e, _ in spans
+                    if b < boundary < min(e, last)]
+        if crossing:
+            refuse(f'the scheduler over epochs [{crossing[0][0]}, '
+                   f'{crossing[0][1]}) runs across the stage boundary at '
+                   f'epoch {boundary}')
+    first = None
+    for k, (start, end) in enumerate(zip(stages[:-1], stages[1:])):
+        pattern = [(t, b - start) for b, _, t in spans if start <= b < end]
+        if not pattern or pattern[0][1] != 0:
+            refuse(f'no LR scheduler restarts at the start of stage {k + 1} '
+                   f'(epoch {start})')
+        if first is None:
+            first = pattern
+        elif pattern != first:
+            refuse(f'stage {k + 1} (from epoch {start}) does not restart '
+                   f'the LR like stage 1: {pattern} vs {first} (type, '
+                   'epochs after the stage start)')
+    reach = max(min(e, last) for _, e, _ in spans)
+    if reach < last:
+        refuse(f'the LR schedulers end at epoch {reach}, the last stage at '
+               f'{last}')
 
 
 def _check_checkpoint_interval(cfg, stages: List[int], key: str) -> None:
@@ -462,20 +479,22 @@ def _describe(dataset) -> str:
     return ' '.join(parts)
 
 
-def check_checkpoint_fits(model, path: str, key: str = '--resume') -> None:
+def check_checkpoint_fits(model, path: str, key: str = '--resume',
+                          checkpoint=None) -> None:
     """Refuse a checkpoint whose tensors do not fit ``model``.
 
     mmengine loads such a file with ``strict=False``: ~100 size-mismatch
     warnings, then training starts from random weights (``load_from``) or,
     on ``--resume``, the optimizer state of another shape crashes the first
-    step (a segfault in the fused AdamW kernel). Reads the checkpoint
-    through the safe loader (memory-mapped), so an unsafe or broken file is
-    refused here too, with one message.
+    step (a segfault in the fused AdamW kernel). ``checkpoint``: the file
+    already loaded; else it is read through the safe loader (memory-mapped),
+    so an unsafe or broken file is refused here too, with one message.
     """
     from mmengine.model import is_model_wrapper
 
     from .safe_load import safe_load
-    ckpt = safe_load(path, map_location='cpu', mmap=True)
+    ckpt = checkpoint if checkpoint is not None else safe_load(
+        path, map_location='cpu', mmap=True)
     state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else {}
     if not isinstance(state, dict):
         return

@@ -79,14 +79,22 @@ class StageBootstrapHook(Hook):
         model = runner.model
         return model.module if is_model_wrapper(model) else model
 
-    def before_train(self, runner) -> None:
-        """Check the config against the run before any epoch is trained."""
-        model = self._unwrap(runner)
+    def check_model(self, model) -> None:
+        """The model can run the stages: it has the dBOT API and a teacher
+        deep enough for every entry of ``teacher_depths``. Called by
+        ``before_train`` and, before the run starts, by ``tools/train.py``
+        (so a mistake there is one line, not a traceback from the run)."""
         missing = [name for name in _MODEL_API if not hasattr(model, name)]
         if missing:
             raise TypeError(
                 f'StageBootstrapHook needs a dBOT model with {_MODEL_API}; '
                 f'{type(model).__name__} lacks {missing}')
+        self._check_teacher_depth(model, int(model.stage))
+
+    def before_train(self, runner) -> None:
+        """Check the config against the run before any epoch is trained."""
+        model = self._unwrap(runner)
+        self.check_model(model)
         if self.stages[-1] != runner.max_epochs:
             raise ValueError(
                 f'`stages` must end at train_cfg.max_epochs '
@@ -105,7 +113,6 @@ class StageBootstrapHook(Hook):
                 f'but epoch {runner.epoch} belongs to stage {expected + 1} of '
                 f'`stages` {self.stages}. Was a later-stage checkpoint loaded '
                 'with `load_from` instead of `--resume`?')
-        self._check_teacher_depth(model, current)
         runner.logger.info(
             f'dBOT: {self.num_stages} stages {self.stages}, teacher depths '
             f'{self.teacher_depths}; epoch {runner.epoch} starts in stage '
