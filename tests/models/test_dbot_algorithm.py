@@ -8,6 +8,7 @@ from mmpretrain.registry import MODELS
 from dbot_tiny import ARCH, NUM_PATCHES
 
 FIXED = ('backbone.pos_embed', 'neck.decoder_pos_embed')
+PATCH_BIAS = 'backbone.patch_embed.projection.bias'
 
 
 def _noise(seed):
@@ -156,6 +157,8 @@ def test_reinit_student_redraws_everything(make_dbot):
         if n in FIXED:
             torch.testing.assert_close(p, fresh_params[n])
             continue
+        if n == PATCH_BIAS:  # kept, see test_reinit_student_biases
+            continue
         changed = (p != trained[n]).float().mean()
         assert changed > 0.9, n
         if n.endswith('ln1.weight') or n.endswith('ln2.weight'):
@@ -173,6 +176,36 @@ def test_reinit_student_redraws_everything(make_dbot):
     twin.reinit_student(seed=8)
     assert not torch.equal(twin.backbone.layers[0].attn.qkv.weight,
                            model.backbone.layers[0].attn.qkv.weight)
+
+
+def _linear_biases(model):
+    return {f'{name}.bias': m.bias for name, m in model.named_modules()
+            if isinstance(m, torch.nn.Linear) and m.bias is not None
+            and not name.startswith('teacher.')}
+
+
+def test_reinit_student_biases(make_dbot):
+    """Official ``initialize_weights``: Linear biases 0, patch-embed bias
+    untouched (only its weight is redrawn)."""
+    model = make_dbot()
+    biases = _linear_biases(model)
+    # FFN, qkv, proj of 2 encoder + 2 decoder blocks, decoder embed / pred
+    assert len(biases) == 4 * 4 + 2
+    for n, b in biases.items():  # a fresh build starts the same way
+        assert torch.count_nonzero(b) == 0, n
+    _perturb(model)
+    trained_patch_bias = model.backbone.patch_embed.projection.bias.clone()
+    trained_patch_weight = model.backbone.patch_embed.projection.weight.clone()
+    assert all(torch.count_nonzero(b) == b.numel() for b in biases.values())
+
+    model.reinit_student(seed=7)
+
+    for n, b in _linear_biases(model).items():
+        assert torch.count_nonzero(b) == 0, n
+    assert torch.equal(model.backbone.patch_embed.projection.bias,
+                       trained_patch_bias)
+    assert not torch.equal(model.backbone.patch_embed.projection.weight,
+                           trained_patch_weight)
 
 
 def test_reinit_student_does_not_dump_the_init_table(make_dbot, monkeypatch):

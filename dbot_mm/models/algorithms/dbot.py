@@ -25,7 +25,8 @@ from ..targets.base import masked_ids, select_for, target_spec
 
 # Official MAE/dBOT ``initialize_weights``: xavier-uniform Linear, zero bias,
 # unit LayerNorm (the ViT/decoder ``init_weights`` add sin-cos pos embeds,
-# patch-embed xavier and 0.02-normal cls/mask tokens).
+# patch-embed xavier and 0.02-normal cls/mask tokens; ``_zero_linear_biases``
+# undoes mmpretrain's N(0, 1e-6) FFN biases).
 DEFAULT_INIT_CFG = [
     dict(type='Xavier', layer='Linear', distribution='uniform'),
     dict(type='Constant', layer='LayerNorm', val=1.0, bias=0.0),
@@ -61,6 +62,18 @@ def _without_pretrained_init(modules):
     finally:
         for m, cfg in saved:
             m.init_cfg = cfg
+
+
+@torch.no_grad()
+def _zero_linear_biases(modules) -> None:
+    """Every Linear bias exactly 0, as the official ``initialize_weights``.
+
+    mmpretrain's ``TransformerEncoderLayer.init_weights`` runs after the
+    model-wide ``init_cfg`` and draws its FFN biases from N(0, 1e-6).
+    """
+    for m in modules:
+        if isinstance(m, nn.Linear) and m.bias is not None:
+            m.bias.zero_()
 
 
 _BLOCK_KEY = re.compile(r'^layers\.(\d+)\.')
@@ -198,6 +211,8 @@ class DBOT(BaseSelfSupervisor):
         pretrained (str, optional): Checkpoint for the whole model.
         init_cfg (dict | list, optional): Model-wide init; None means the
             official MAE init (:data:`DEFAULT_INIT_CFG`); ``[]`` disables it.
+            Student Linear biases start at exactly 0 either way, unless a
+            ``Pretrained`` init loads the student.
     """
 
     def __init__(self,
@@ -300,6 +315,10 @@ class DBOT(BaseSelfSupervisor):
         """
         first_time = not self.is_init
         super().init_weights()
+        if first_time and not self._student_pretrained():
+            with self._whole_students():
+                _zero_linear_biases(m for s in self.student_modules().values()
+                                    for m in s.modules())
         if first_time and self.init_teacher_from_student \
                 and hasattr(self.teacher, 'load_from_student') \
                 and not _has_pretrained(self.init_cfg):
@@ -448,15 +467,20 @@ class DBOT(BaseSelfSupervisor):
 
     @torch.no_grad()
     def reinit_student(self, seed: int) -> None:
-        """Redraw every student weight from ``seed``, in place.
+        """Redraw the student from ``seed``, in place, as the official
+        ``initialize_weights()`` does at a stage boundary.
 
-        Same steps as a fresh build (each layer's ``reset_parameters`` then
-        the mmengine ``init_weights`` chain with the model's ``init_cfg``),
-        so the statistics match a new model; fixed sin-cos pos embeds are
-        rebuilt as before. The seed makes it identical on every DDP rank and
-        the global RNG streams are left as they were. The teacher is taken
-        out for the duration so the model-wide ``init_cfg`` cannot touch it;
-        ``Pretrained`` entries are skipped.
+        Same steps as a fresh build (each layer's ``reset_parameters``, the
+        mmengine ``init_weights`` chain with the model's ``init_cfg``, every
+        Linear bias exactly 0), so the statistics match a new model; fixed
+        sin-cos pos embeds are rebuilt as before. Conv biases (the patch
+        embedding's) keep their trained values: the official code redraws
+        the patch-embed weight like a Linear but never touches its bias, and
+        keeping it is what its stage 2 starts from. The seed makes it
+        identical on every DDP rank and the global RNG streams are left as
+        they were. The teacher is taken out for the duration so the
+        model-wide ``init_cfg`` cannot touch it; ``Pretrained`` entries are
+        skipped.
         """
         device = next(self.backbone.parameters()).device
         teacher = self._modules.pop('teacher')
@@ -464,6 +488,9 @@ class DBOT(BaseSelfSupervisor):
             with self._whole_students():
                 students = [m for s in self.student_modules().values()
                             for m in s.modules()]
+                conv_biases = {m: m.bias.detach().clone() for m in students
+                               if isinstance(m, nn.Conv2d)
+                               and m.bias is not None}
                 with _seeded(int(seed), device), \
                         _without_pretrained_init([self] + students):
                     for m in students:
@@ -479,6 +506,9 @@ class DBOT(BaseSelfSupervisor):
                         BaseModule.init_weights(self)
                     finally:
                         del self._dump_init_info
+                _zero_linear_biases(students)
+                for m, bias in conv_biases.items():
+                    m.bias.copy_(bias)
         finally:
             self._modules['teacher'] = teacher
 
@@ -513,6 +543,12 @@ class DBOT(BaseSelfSupervisor):
             origin=origin,
             depth=-1 if depth is None else int(depth),
             stage=stage)
+
+    def _student_pretrained(self) -> bool:
+        """Whether a ``Pretrained`` init loads the model or a student part."""
+        return _has_pretrained(self.init_cfg) or any(
+            _has_pretrained(getattr(m, 'init_cfg', None))
+            for s in self.student_modules().values() for m in s.modules())
 
     def _teacher_is_pretrained(self) -> bool:
         return _has_pretrained(getattr(self.teacher, 'init_cfg', None))
