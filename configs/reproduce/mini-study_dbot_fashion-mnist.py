@@ -92,19 +92,15 @@ knn_val_dataloader = dict(
         data_prefix='val', indices=knn_monitor_size[1],
         pipeline=_knn_pipeline))
 
+# weight decay grouped as the official main_pretrain.py (timm's
+# add_weight_decay): biases and 1-D tensors exempt, cls / mask tokens decayed
 optim_wrapper = dict(
     type='OptimWrapper',
+    constructor='FrozenSkipOptimWrapperConstructor',  # no per-param warnings
     optimizer=dict(
         type='AdamW', lr=1e-3, betas=(0.9, 0.95), weight_decay=0.05),
     clip_grad=dict(max_norm=3.0),
-    paramwise_cfg=dict(
-        norm_decay_mult=0.,
-        bias_decay_mult=0.,
-        custom_keys={
-            'pos_embed': dict(decay_mult=0.),
-            'cls_token': dict(decay_mult=0.),
-            'mask_token': dict(decay_mult=0.),
-        }))
+    paramwise_cfg=dict(bias_decay_mult=0., flat_decay_mult=0.))
 param_scheduler = stage_lr_schedulers(stages, warmup_epochs=warmup_epochs)
 train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=stages[-1])
 

@@ -74,10 +74,8 @@ def test_paper_values(name):
         type='AdamW', lr=1.5e-4 * 4096 / 256, betas=(0.9, 0.95),
         weight_decay=0.05, fused=True)
     assert ow.optimizer.lr == pytest.approx(0.0024)
-    pw = ow.paramwise_cfg
-    assert pw.norm_decay_mult == 0 and pw.bias_decay_mult == 0
-    assert all(pw.custom_keys[k].decay_mult == 0
-               for k in ('pos_embed', 'cls_token', 'mask_token'))
+    # timm's add_weight_decay: biases and 1-D tensors exempt, nothing else
+    assert ow.paramwise_cfg == dict(bias_decay_mult=0., flat_decay_mult=0.)
     assert ow.get('clip_grad') == (None if clip is None else dict(
         max_norm=clip))
 
@@ -161,13 +159,58 @@ def test_builds_shrunk(name):
     for name_, p in model.named_parameters():
         if name_.startswith('teacher.') or not p.requires_grad:
             assert id(p) not in in_optim, name_
-        elif (p.ndim == 1 or 'token' in name_ or 'pos_embed' in name_):
+        elif p.ndim == 1:
             assert in_optim[id(p)] == 0, name_
         else:
             assert in_optim[id(p)] == 0.05, name_
     x = torch.randn(2, 3, 224, 224)
     loss = model.loss(x)['loss']
     assert torch.isfinite(loss)
+
+
+def _decay_groups(model, optim_wrapper_cfg):
+    """(decayed, not decayed) student parameter names of the built optimizer;
+    the teacher's must be in neither."""
+    ow_cfg = copy.deepcopy(optim_wrapper_cfg)
+    ow_cfg.type = 'OptimWrapper'  # AmpOptimWrapper needs a GPU
+    ow_cfg.pop('dtype', None), ow_cfg.pop('loss_scale', None)
+    optim = build_optim_wrapper(model, ow_cfg).optimizer
+    names = {id(p): n for n, p in model.named_parameters()}
+    decay, no_decay = set(), set()
+    for g in optim.param_groups:
+        for p in g['params']:
+            (decay if g['weight_decay'] else no_decay).add(names[id(p)])
+    return decay, no_decay
+
+
+def test_weight_decay_groups_match_official():
+    """Official main_pretrain.py: ``add_weight_decay(model, 0.05)`` without a
+    skip list, so cls_token and mask_token are decayed; the sin-cos position
+    embeddings are frozen and in no group."""
+    init_default_scope('mmpretrain')
+    cfg = load('dbot_vitb.py')
+    model_cfg = shrink(cfg.model, 1)
+    model_cfg.teacher.depth = 1
+    model = MODELS.build(model_cfg)
+    decay, no_decay = _decay_groups(model, cfg.optim_wrapper)
+    block = 'backbone.layers.0.'
+    dec = 'neck.decoder_blocks.0.'
+    linears = ('attn.qkv', 'attn.proj', 'ffn.layers.0.0', 'ffn.layers.1')
+    assert decay == {
+        'backbone.cls_token', 'neck.mask_token',
+        'backbone.patch_embed.projection.weight',
+        'neck.decoder_embed.weight', 'neck.decoder_pred.weight',
+        *(p + m + '.weight' for p in (block, dec) for m in linears)}
+    assert no_decay == {
+        'backbone.patch_embed.projection.bias', 'neck.decoder_embed.bias',
+        'neck.decoder_pred.bias', 'backbone.ln1.weight', 'backbone.ln1.bias',
+        'neck.ln1.weight', 'neck.ln1.bias',
+        *(p + m + '.bias' for p in (block, dec) for m in linears),
+        *(p + f'ln{i}.{w}' for p in (block, dec) for i in (1, 2)
+          for w in ('weight', 'bias'))}
+    assert not (decay | no_decay) & {
+        'backbone.pos_embed', 'neck.decoder_pos_embed'}
+    assert not any(n.startswith('teacher.') for n in decay | no_decay)
 
 
 @pytest.mark.slow
@@ -407,3 +450,57 @@ def test_switching_target_row_keeps_student_and_optimizer(tmp_path):
     ref = layout('dbot_vitb.py')
     for name in sorted(TARGET_ROWS):
         assert layout('targets/' + name) == ref, name
+
+
+# ------------------------------------------- quiet optimizer construction
+def _pretrain_configs():
+    import glob
+    import os.path as osp
+    root = osp.dirname(osp.normpath(ROOT))
+    files = glob.glob(osp.join(ROOT, '**', '*.py'), recursive=True)
+    files += glob.glob(osp.join(root, 'reproduce', '*_fashion-mnist.py'))
+    return sorted(osp.relpath(f, root) for f in files)
+
+
+@pytest.mark.parametrize('rel', _pretrain_configs())
+def test_frozen_teacher_is_skipped_quietly(rel):
+    """mmengine's default constructor logs one warning per frozen parameter
+    (a ViT-B teacher: ~150 lines); every pre-training config with a frozen
+    teacher or a frozen sin-cos table builds its optimizer without them."""
+    cfg = Config.fromfile('configs/' + rel)
+    assert 'teacher' in cfg.model or cfg.model.type == 'MAE', rel
+    assert cfg.optim_wrapper.constructor == \
+        'FrozenSkipOptimWrapperConstructor', rel
+
+
+# ------------------------------------------ dBOT ViT-H/14 teacher rows
+@pytest.mark.parametrize('name,student,base', [
+    ('dbot_vitb_teacher-vith.py', 'b', 'dbot_vitb_teacher-vitl.py'),
+    ('dbot_vitl_teacher-vith.py', 'l', 'dbot_vitl.py'),
+])
+def test_vith_teacher_rows(name, student, base, monkeypatch):
+    monkeypatch.delenv('DBOT_TEACHER', raising=False)
+    cfg, ref = load(name), load(base)
+    m = cfg.model
+    assert m.backbone.arch == student and m.backbone.patch_size == 16
+    assert m.teacher == dict(
+        type='PretrainedTeacher', arch='h', patch_size=14, img_size=196,
+        checkpoint='checkpoints/dbot_vith_backbone.pth', prefix='backbone.',
+        final_norm=False)
+    assert m.init_teacher_from_student is False
+    # the student's recipe is its row's: only the teacher and the one
+    # fixed-teacher stage differ
+    assert m.backbone == ref.model.backbone and m.neck == ref.model.neck
+    assert m.head == ref.model.head
+    assert cfg.optim_wrapper == ref.optim_wrapper
+    assert cfg.train_cfg.max_epochs == 1600
+    hooks = [h['type'] for h in cfg.custom_hooks]
+    assert hooks == ['EpochSeedHook', 'NonFiniteLossHook']
+    warm, cos = cfg.param_scheduler
+    assert (warm.begin, warm.end, cos.begin, cos.end) == (0, 40, 40, 1600)
+    init_default_scope('mmpretrain')
+    with torch.device('meta'):
+        model = MODELS.build(cfg.model)
+    # 196 px through 14 px patches: the student's 14 x 14 grid
+    assert model.teacher.num_patches == model.backbone.num_patches == 196
+    assert model.neck.predict_dim == 1280
