@@ -32,9 +32,8 @@
 # use_abs_pos_emb=True use_rel_pos_bias=False use_shared_rel_pos_bias=False
 # and says "The model are pre-trained with absolute position embedding",
 # i.e. that student was not the PRETRAIN.md one (shared relative position
-# bias, no absolute embedding; what dbot_vitb_clip-b16.py trains). For a
-# DBOTSymmetric run with use_abs_pos_emb=True, use_rel_pos_bias=False add
-#   --cfg-options model.backbone.use_rel_pos_bias=False
+# bias, no absolute embedding; what dbot_vitb_clip-b16.py trains). That run
+# is cascade-mask-rcnn_dbot-clip-b16-vit-base-p16-abs-pos_fpn_... .
 #
 # Weights: a dbot_mm run of dbot_vitb_clip-b16.py (published or not), or the
 # official 85.7_clip_base_pre.pth converted with

@@ -10,8 +10,10 @@
 # with per-block relative position bias and layer scale. The backbone
 # settings, the checkpoint check and the absolute-position-embedding note
 # are those of the ViT-B CLIP-row config
-# (cascade-mask-rcnn_dbot-clip-b16-vit-base-p16_...); layer scale init 0.1
-# as pre-trained (the official file's 1e-5 is overwritten by the checkpoint).
+# (cascade-mask-rcnn_dbot-clip-b16-vit-base-p16_...; the official command's
+# absolute-position run: ...-vit-large-p16-abs-pos_fpn_...); layer scale
+# init 0.1 as pre-trained (the official file's 1e-5 is overwritten by the
+# checkpoint).
 #
 # Weights: a dbot_mm run of dbot_vitl_clip-l14.py, or the official
 # 87.8_clip_large_pre.pth converted with dbot_official_to_mm.py

@@ -56,6 +56,11 @@ RECIPE = {
     SEG_L: (9e-6, 0.9, 0.1),
 }
 ROWS = sorted(ASYM)
+# the official COCO commands' backbone: absolute position embedding, no
+# relative position bias -> the relative-position config it composes from
+ABS_POS = {
+    rel.replace('-p16_fpn', '-p16-abs-pos_fpn'): rel for rel in (DET_B, DET_L)
+}
 TABLE = 'relative_position_bias_table'
 
 
@@ -137,13 +142,35 @@ def test_pretrained_path_reads_the_env_variable(rel, monkeypatch, tmp_path):
     assert cfg.model.backbone.init_cfg.checkpoint == path
 
 
+@pytest.mark.parametrize('rel', sorted(ABS_POS))
+def test_absolute_position_config_changes_the_position_only(rel):
+    ours = _flat(load_config(rel).to_dict())
+    base = _flat(load_config(ABS_POS[rel]).to_dict())
+    diff = {k: ours.get(k) for k in set(ours) | set(base)
+            if ours.get(k, '<absent>') != base.get(k, '<absent>')}
+    assert diff == {'model.backbone.use_rel_pos_bias': False}
+    bb = load_config(rel).model.backbone
+    # layer scales still come from the checkpoint; its position embedding
+    # is loaded (ViTDense always has a trainable one)
+    assert tuple(bb.pretrained_new_keys) == (r'^adapter\.', )
+    assert bb.layer_scale_init_value == 0.1
+
+
 def test_docs_and_metafile_name_the_configs():
+    import yaml
     with open(osp.join(REPO, 'docs', 'model_zoo.md')) as f:
         docs = f.read()
     with open(osp.join(REPO, 'configs', 'pretrain', 'metafile.yml')) as f:
         meta = f.read()
-    for rel in ROWS:
+    for rel in ROWS + sorted(ABS_POS):
         assert f'configs/{rel}' in docs and f'configs/{rel}' in meta, rel
+    # the reported COCO numbers belong to the official commands' backbone
+    box = {m['Config']: r['Metrics']['box AP']
+           for m in yaml.safe_load(meta)['Models']
+           for r in (m['Results'] or []) if r['Task'] == 'Object Detection'}
+    assert box['configs/' + sorted(ABS_POS)[0]] == 53.6
+    assert box['configs/' + sorted(ABS_POS)[1]] == 56.8
+    assert not {'configs/' + rel for rel in ABS_POS.values()} & set(box)
 
 
 # ---------------------------------------------------------------- weights
@@ -358,13 +385,12 @@ def test_converted_official_release_loads_and_computes_beit(rel, tmp_path):
         assert (g - e).abs().max() <= 1e-5
 
 
-@pytest.mark.parametrize('rel', [pytest.param(DET_B, marks=needs_ops)])
-def test_absolute_position_student_with_the_documented_override(
-        rel, tmp_path):
+@pytest.mark.parametrize('rel', [pytest.param(r, marks=needs_ops)
+                                 for r in sorted(ABS_POS)])
+def test_absolute_position_student_in_the_abs_pos_config(rel, tmp_path):
     """DOWNSTREAM.md's COCO runs used a student pre-trained with an absolute
-    position embedding and no relative position bias; such a
-    DBOTSymmetric run loads with use_rel_pos_bias=False (the config
-    comment's override) and keeps its function."""
+    position embedding and no relative position bias; such a DBOTSymmetric
+    run loads into the -abs-pos config and keeps its function."""
     from mmpretrain.registry import MODELS
     from mmengine.registry import init_default_scope
     init_default_scope('mmpretrain')
@@ -380,9 +406,7 @@ def test_absolute_position_student_with_the_documented_override(
     path = str(tmp_path / 'abs.pth')
     torch.save(dict(state_dict={'backbone.' + k: v
                                 for k, v in sym.state_dict().items()}), path)
-    cfg = shrink(load_config(rel), checkpoint=path)
-    cfg.merge_from_dict({'model.backbone.use_rel_pos_bias': False})
-    dense = _build_backbone(cfg)
+    dense = _build_backbone(shrink(load_config(rel), checkpoint=path))
     assert dense.pretrained_report['missing'] == []
     assert torch.equal(dense.pos_embed, sym.pos_embed)
     x = torch.randn(2, 3, 64, 64)

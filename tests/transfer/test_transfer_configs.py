@@ -19,7 +19,11 @@ CLIP_DET = [c for c in DET if '-clip-' in c]
 CLIP_SEG = [c for c in SEG if '-clip-' in c]
 DET = [c for c in DET if c not in CLIP_DET]
 SEG = [c for c in SEG if c not in CLIP_SEG]
-ARCH = {'vit-base': ('b', 12, 768), 'vit-large': ('l', 24, 1024)}
+ARCH = {'vit-base': ('b', 12, 768), 'vit-large': ('l', 24, 1024),
+        'vit-huge': ('h', 32, 1280)}
+PATCH = {'b': 16, 'l': 16, 'h': 14}
+# ViT-H/14 at 224 and 448 px: their own recipe (test_vith_finetune_recipe)
+VITH = [c for c in CLS if 'vit-huge' in c]
 
 
 def _arch_of(name):
@@ -31,8 +35,12 @@ def _needs_ops(rel):
 
 
 def test_the_expected_configs_exist():
-    assert len(CLS) == 4 and len(DET) == 4 and len(SEG) == 2
-    assert len(CLIP_DET) == 2 and len(CLIP_SEG) == 2
+    assert len(CLS) == 6 and len(DET) == 4 and len(SEG) == 2
+    assert len(VITH) == 2 and sum('448px' in c for c in VITH) == 1
+    # relative position bias as pre-trained, and the official commands'
+    # absolute position embedding
+    assert len(CLIP_DET) == 4 and len(CLIP_SEG) == 2
+    assert sum('-abs-pos_' in c for c in CLIP_DET) == 2
     assert any('linear' in c for c in CLS)
     assert sum('3x' in c for c in DET) == 2
 
@@ -44,7 +52,7 @@ def test_config_uses_shared_arch_and_one_pretrained_variable(rel):
     bb = cfg.model.backbone
     assert 'dbot_mm' in cfg.custom_imports.imports
     assert bb.type == 'ViTDense'
-    assert bb.arch == arch and bb.patch_size == 16  # from _base_/models
+    assert bb.arch == arch and bb.patch_size == PATCH[arch]  # _base_/models
     assert bb.init_cfg == dict(
         type='Pretrained', checkpoint=cfg.pretrained, prefix='backbone.')
     if 'linear' not in rel:
@@ -70,7 +78,8 @@ def _scheduler(cfg, type_):
     return next(s for s in cfg.param_scheduler if s.type == type_)
 
 
-@pytest.mark.parametrize('rel', [c for c in CLS if 'linear' not in c])
+@pytest.mark.parametrize('rel', [c for c in CLS
+                                 if 'linear' not in c and c not in VITH])
 def test_cls_finetune_recipe(rel):
     cfg = load_config(rel)
     large = 'vit-large' in rel
@@ -94,6 +103,46 @@ def test_cls_finetune_recipe(rel):
     steps = {t.type: t for t in cfg.train_dataloader.dataset.pipeline}
     assert steps['RandomErasing'].erase_prob == 0.25
     assert steps['RandAugment'].magnitude_level == 9
+
+
+@pytest.mark.parametrize('rel', VITH)
+def test_vith_finetune_recipe(rel, monkeypatch):
+    """Official DOWNSTREAM.md ViT-H/14 (224 px) and ViT-H/14-448."""
+    monkeypatch.delenv('DBOT_PRETRAINED', raising=False)
+    monkeypatch.delenv('DBOT_FINETUNED', raising=False)
+    cfg = load_config(rel)
+    hi = '448px' in rel
+    bb, ow = cfg.model.backbone, cfg.optim_wrapper
+    assert (bb.arch, bb.patch_size, bb.img_size) == ('h', 14,
+                                                     448 if hi else 224)
+    assert cfg.model.head.in_channels == 1280
+    assert bb.drop_path_rate == (0.4 if hi else 0.3)
+    # blr 7e-5 / 3e-4 for 1024 images per update, as GPUs x batch x accum
+    assert ow.optimizer.lr == pytest.approx((7e-5 if hi else 3e-4) * 4)
+    assert ow.paramwise_cfg == dict(layer_decay_rate=0.9 if hi else 0.75)
+    assert ow.get('clip_grad') is None
+    batch, accum = (8, 4) if hi else (16, 2)
+    assert cfg.train_dataloader.batch_size == batch
+    assert ow.accumulative_counts == accum
+    assert 32 * batch * accum == 1024
+    assert cfg.auto_scale_lr.base_batch_size == 32 * batch
+    epochs, warmup = (10, 2) if hi else (50, 5)
+    assert cfg.train_cfg.max_epochs == epochs
+    warm, cos = cfg.param_scheduler
+    assert warm.end == warmup and cos.end == epochs and cos.eta_min == 1e-6
+    if hi:  # from the 224 px fine-tune; new classifier; 448 px crops
+        assert warm.start_factor == 0
+        assert bb.init_cfg.checkpoint == 'checkpoints/dbot_vith_ft_in1k.pth'
+        assert cfg.model.head.init_cfg[0].type == 'TruncNormal'
+        for loader in (cfg.train_dataloader, cfg.val_dataloader):
+            sizes = {t.type: t.get('scale', t.get('crop_size'))
+                     for t in loader.dataset.pipeline}
+            assert all(sizes[k] == 448 for k in (
+                'RandomResizedCrop', 'ResizeEdge', 'CenterCrop')
+                if k in sizes)
+        assert cfg.test_dataloader == cfg.val_dataloader
+    else:
+        assert bb.init_cfg.checkpoint == 'checkpoints/dbot_vith_1600e.pth'
 
 
 @pytest.mark.parametrize('rel', DET)
@@ -217,8 +266,10 @@ FORWARD = {'cls': _forward_cls, 'det': _forward_det, 'seg': _forward_seg}
 def test_config_builds_loads_dbot_checkpoint_and_forwards(rel, tmp_path):
     """The tiny model of each config: pretrained load report, one forward."""
     ckpt = str(tmp_path / 'dbot_pretrain.pth')
-    enc = make_dbot_checkpoint(ckpt)
-    cfg = shrink(load_config(rel), checkpoint=ckpt)
+    cfg = load_config(rel)
+    patch = cfg.model.backbone.patch_size
+    enc = make_dbot_checkpoint(ckpt, patch_size=patch, img_size=4 * patch)
+    cfg = shrink(cfg, checkpoint=ckpt)
     torch.manual_seed(0)
     model = build_model(cfg)
     model.init_weights()

@@ -13,6 +13,7 @@
 #   python tools/model_converters/vit_finetuned_to_mmpretrain.py \
 #       88.5_clip_huge_finetune.pth checkpoints/dbot_vith_clip-l14_ft_in1k.pth
 _base_ = ['./vit-huge-p14_dbot-clip-l14-ft_32xb32-coslr-50e_in1k.py']
+from dbot_mm.datasets.resolution import pipeline_at_size  # noqa: E402
 from dbot_mm.engine.schedules import stage_lr_schedulers  # noqa: E402
 
 finetuned = \
@@ -41,26 +42,10 @@ param_scheduler = stage_lr_schedulers([0, max_epochs],
                                       eta_min=1e-6)
 train_cfg = dict(max_epochs=max_epochs)
 
-
-def _resized(pipeline, train):
-    """The base pipeline at 448 px (crop_pct 1.0 for testing)."""
-    out = []
-    for t in pipeline:
-        t = dict(t)
-        if t['type'] == 'RandomResizedCrop' and train:
-            t['scale'] = img_size
-        elif t['type'] == 'ResizeEdge':
-            t['scale'] = img_size
-        elif t['type'] == 'CenterCrop':
-            t['crop_size'] = img_size
-        out.append(t)
-    return out
-
-
 train_dataloader = dict(
-    dataset=dict(
-        pipeline=_resized(_base_.train_dataloader.dataset.pipeline, True)))
+    dataset=dict(pipeline=pipeline_at_size(
+        _base_.train_dataloader.dataset.pipeline, img_size)))
 val_dataloader = dict(
-    dataset=dict(
-        pipeline=_resized(_base_.val_dataloader.dataset.pipeline, False)))
+    dataset=dict(pipeline=pipeline_at_size(
+        _base_.val_dataloader.dataset.pipeline, img_size)))
 test_dataloader = val_dataloader
