@@ -155,3 +155,88 @@ def test_finetuned_file_runs_in_the_cls_config(tmp_path, randomize):
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         assert (model(x, mode='tensor') - ref(x)).abs().max() <= 1e-5
+
+
+def _official_sdae_state(randomize):
+    """What SdAE's util/misc.save_model writes, built from timm modules with
+    the official names: the MAE student (decoder_pred predicts the 64
+    encoder channels) under ``model``, the EMA teacher (timm ViT, head
+    deleted, final ``norm`` kept) under ``model_teacher``."""
+    from timm.models.vision_transformer import Block
+    student = dict(randomize(_timm_vit(), seed=1).state_dict())
+    decoder = torch.nn.ModuleDict(dict(
+        decoder_embed=torch.nn.Linear(64, 32),
+        decoder_blocks=torch.nn.ModuleList([Block(32, 2, 4., qkv_bias=True)]),
+        decoder_norm=torch.nn.LayerNorm(32, eps=1e-6),
+        decoder_pred=torch.nn.Linear(32, 64)))
+    student.update(randomize(decoder, seed=2).state_dict())
+    student['mask_token'] = torch.randn(1, 1, 32)
+    student['decoder_pos_embed'] = torch.randn(1, 17, 32)
+    teacher = randomize(_timm_vit(), seed=3)
+    return student, teacher
+
+
+def test_official_sdae_checkpoint_continues_in_the_sdae_config(
+        tmp_path, randomize):
+    from mmengine.config import Config
+    from dbot_mm.utils import safe_load
+    student, teacher = _official_sdae_state(randomize)
+    src = str(tmp_path / 'checkpoint-299.pth')
+    torch.save(dict(model=student, model_teacher=teacher.state_dict(),
+                    optimizer=dict(state={}, param_groups=[]), epoch=299,
+                    scaler=dict(scale=65536.),
+                    args=argparse.Namespace(model='mae_vit_base_patch16',
+                                            shrink_num=147, ncrop_loss=3)),
+               src)
+    dst = str(tmp_path / 'sdae.pth')
+    import dbot_official_to_mm
+    dbot_official_to_mm.main([src, dst, '--num-heads', '2'])
+    state = safe_load(dst)['state_dict']
+    # the teacher keeps its final norm (SdAE applies it), as every tensor
+    assert torch.equal(state['teacher.ln1.weight'],
+                       teacher.state_dict()['norm.weight'])
+    assert torch.equal(state['backbone.ln1.weight'], student['norm.weight'])
+    assert torch.equal(state['neck.decoder_pred.weight'],
+                       student['decoder_pred.weight'])
+
+    cfg = Config.fromfile(osp.join(ROOT, 'configs', 'pretrain',
+                                   'sdae_vitb.py')).model
+    arch = dict(embed_dims=64, num_layers=2, num_heads=2,
+                feedforward_channels=256)
+    cfg.backbone.update(arch=arch, img_size=32, patch_size=8)
+    cfg.neck.update(decoder_embed_dim=32, decoder_depth=1,
+                    decoder_num_heads=2)
+    cfg.teacher.update(shrink_num=12, num_folds=3)  # 12 of 16 hidden
+    model = MODELS.build(cfg)
+    result = model.load_state_dict(state, strict=False)
+    assert result.unexpected_keys == []
+    assert result.missing_keys == ['stage']  # DBOT's, not in the source
+    model.eval()
+
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        # the teacher on the whole image: official forward_features (blocks
+        # and final norm) without the cls token
+        model.teacher.shrink_num = None
+        got = model.teacher(x)
+        expected = teacher.forward_features(x)[:, 1:]
+        assert (got - expected).abs().max() <= 1e-5
+        ref_student = randomize(_timm_vit(), seed=1)
+        got = model.backbone(x, mask=None)[0]
+        assert (got - ref_student.forward_features(x)).abs().max() <= 1e-5
+    # and the moving average runs on the converted pair
+    before = model.teacher.ln1.weight.clone()
+    model.ema_update_teacher(0.96)
+    torch.testing.assert_close(
+        model.teacher.ln1.weight,
+        before * 0.96 + model.backbone.ln1.weight * 0.04)
+
+
+def test_sdae_checkpoint_refuses_a_second_teacher(tmp_path, randomize):
+    student, teacher = _official_sdae_state(randomize)
+    src = str(tmp_path / 'checkpoint-299.pth')
+    torch.save(dict(model=student, model_teacher=teacher.state_dict()), src)
+    import dbot_official_to_mm
+    with pytest.raises(SystemExit, match='model_teacher'):
+        dbot_official_to_mm.main([src, str(tmp_path / 'o.pth'), '--teacher',
+                                  src])

@@ -8,6 +8,13 @@
     python tools/model_converters/dbot_official_to_mm.py \
         84.5_dbot_base_pre.pth checkpoints/dbot_vitb_backbone.pth \
         --backbone-only
+    # official SdAE checkpoint (student + EMA teacher in one file)
+    python tools/model_converters/dbot_official_to_mm.py \
+        output_dir/checkpoint-299.pth work_dirs/sdae_vitb_official.pth
+
+An SdAE file is recognised by its ``model_teacher`` entry: the teacher is
+converted for ``EMATeacher`` (``configs/pretrain/sdae_vitb.py``), final norm
+kept.
 
 CLIP-teacher releases (official ``beit`` branch: relative position bias,
 layer scale) are detected and converted for ``ViTDense`` with
@@ -49,9 +56,17 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    student = extract_state_dict(load_source(args.src))
+    source = load_source(args.src)
+    student = extract_state_dict(source)
     teacher = None
-    if args.teacher and not args.backbone_only:
+    # SdAE saves its EMA teacher next to the student (util/misc.save_model)
+    sdae = isinstance(source, dict) and 'model_teacher' in source
+    if args.teacher and sdae:
+        raise SystemExit(f'{args.src} is an SdAE checkpoint with its own '
+                         'teacher ("model_teacher"); drop --teacher')
+    if sdae and not args.backbone_only:
+        teacher = extract_state_dict(source['model_teacher'])
+    elif args.teacher and not args.backbone_only:
         teacher = extract_state_dict(load_source(args.teacher))
     if is_beit_layout(student):
         if not args.backbone_only:
@@ -64,7 +79,7 @@ def main(argv=None):
         state, report, cfg = convert_official_pretrain(
             student, teacher, backbone_only=args.backbone_only,
             num_heads=args.num_heads,
-            teacher_num_layers=args.teacher_num_layers)
+            teacher_num_layers=args.teacher_num_layers, ema_teacher=sdae)
     if args.stage is not None and not args.backbone_only:
         state['stage'] = torch.tensor(args.stage, dtype=torch.long)
     meta = dict(dbot_mm=dict(

@@ -12,7 +12,9 @@ Three outputs are supported:
 
 * a dbot_mm pre-training checkpoint (``backbone.*`` student, ``neck.*``
   decoder, ``teacher.*`` from a ``checkpoint-teacher-*.pth``), to continue
-  or inspect a run;
+  or inspect a run; likewise an official SdAE ``checkpoint-*.pth``, whose
+  EMA teacher (``model_teacher``, final norm kept) becomes an
+  :class:`EMATeacher`;
 * a backbone-only checkpoint (``backbone.*``) for classification, detection,
   segmentation, or a :class:`PretrainedTeacher`;
 * an mmpretrain ``ImageClassifier`` checkpoint from a fine-tuned model
@@ -176,8 +178,9 @@ def convert_official_pretrain(
         backbone_only: bool = False,
         num_heads: Optional[int] = None,
         teacher_num_layers: Optional[int] = None,
+        ema_teacher: bool = False,
 ) -> Tuple[StateDict, ConversionReport, Dict]:
-    """Official dBOT/MAE pre-training weights -> dbot_mm checkpoint tensors.
+    """Official dBOT/MAE/SdAE pre-training weights -> dbot_mm tensors.
 
     Args:
         student: ``checkpoint['model']`` of ``checkpoint-*.pth`` (encoder and
@@ -189,12 +192,20 @@ def convert_official_pretrain(
         teacher_num_layers: blocks the dbot_mm teacher is built with
             (``arch.num_layers``); defaults to the student's depth. Blocks
             the teacher file lacks are inactive (``active_depth``).
+        ema_teacher: the teacher is SdAE's moving average
+            (``checkpoint['model_teacher']``): converted for ``EMATeacher``
+            (``configs/pretrain/sdae_vitb.py``) with its final norm, which
+            SdAE applies; a dBOT teacher's is dropped (``tlayernorm=0``).
 
     Returns:
         The prefixed state dict, a report, and the model config the tensors
         were checked against (print it into your config).
     """
     enc, dec, report = split_official(student)
+    if ema_teacher and 'decoder_pred.weight' in dec:
+        # SdAE's decoder_pred predicts the teacher's features, not pixels
+        report.notes = [n for n in report.notes
+                        if not n.startswith('MAE pixel decoder')]
     info = infer_vit_arch(enc, num_heads)
     if backbone_only:
         # what cls/det/seg build; DeiT-3 style layer scale is kept
@@ -234,19 +245,26 @@ def convert_official_pretrain(
         arch = dict(info['arch'])
         if t_width != arch['embed_dims']:
             arch = dict(infer_vit_arch(t_enc, None)['arch'])
-        arch['num_layers'] = teacher_num_layers or max(
-            t_depth, info['arch']['num_layers'])
-        teacher_cfg = dict(
-            type='ViTTeacher', arch=arch, img_size=info['img_size'],
-            patch_size=info['patch_size'], depth=t_depth, final_norm=False)
+        if ema_teacher:  # the student's average: same arch, all blocks
+            teacher_cfg = dict(
+                type='EMATeacher', arch=arch, img_size=info['img_size'],
+                patch_size=info['patch_size'], final_norm=True)
+        else:
+            arch['num_layers'] = teacher_num_layers or max(
+                t_depth, info['arch']['num_layers'])
+            teacher_cfg = dict(
+                type='ViTTeacher', arch=arch, img_size=info['img_size'],
+                patch_size=info['patch_size'], depth=t_depth,
+                final_norm=False)
         t_enc['active_depth'] = torch.tensor(t_depth, dtype=torch.long)
         t_check = check_against(
             build_on_meta(teacher_cfg), t_enc,
             ignore_missing=[f'layers.{i}.'
                             for i in range(t_depth, arch['num_layers'])])
-        # the official teacher keeps its final norm; dBOT never applies it
-        final_norm = [k for k in t_check.unexpected_keys
-                      if k.startswith('ln1.')]
+        # the official dBOT teacher keeps its final norm but never applies
+        # it; SdAE's applies it
+        final_norm = [] if ema_teacher else [
+            k for k in t_check.unexpected_keys if k.startswith('ln1.')]
         t_check.notes += [f'teacher "{k}" dropped (tlayernorm=0)'
                           for k in final_norm]
         for k in final_norm:

@@ -34,9 +34,14 @@ the official code (github.com/AbrahamYabo/SdAE) and is reproduced here:
   init like the student's; the official one is timm's init, whose position
   embedding is random and only approaches the student's fixed sin-cos table
   through the average (``0.96 ** epochs``), while here it starts equal.
-  (In a single-process official run ``model_teacher_without_ddp`` is the
-  student itself, so the average is applied to the student; the
-  distributed runs of the published recipe average into the teacher.)
+  The official code runs distributed only (the published recipe: 8 GPUs):
+  in a single process ``model_teacher_without_ddp`` is bound to the student
+  and ``weight_delivery`` reads ``model.module``, which a model outside DDP
+  lacks, so the first EMA step stops with an ``AttributeError``. Under DDP
+  the average goes into the teacher, as here.
+* Checkpoints (``util/misc.save_model``): student under ``model``, teacher
+  under ``model_teacher`` with its final norm;
+  ``tools/model_converters/dbot_official_to_mm.py`` converts both.
 
 One deliberate difference: when ``shrink_num`` is a multiple of
 ``ncrop_loss`` the official loop gathers the student's predictions with the
