@@ -13,7 +13,8 @@ import dbot_mm  # noqa: F401
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 # asymmetric DBOT student with a pretrained teacher
-MINE = ['dbot_vitb_clip-b16_asym.py', 'dbot_vitb_teacher-vitl.py']
+MINE = ['dbot_vitb_clip-b16_asym.py', 'dbot_vitb_teacher-vitl.py',
+        'dbot_vitb_teacher-vith.py', 'dbot_vitl_teacher-vith.py']
 # the paper's CLIP rows: symmetric student (tests/models/test_dbot_symmetric)
 SYMMETRIC = ['dbot_vitb_clip-b16.py', 'dbot_vitl_clip-l14.py',
              'dbot_vith_clip-l14.py']
@@ -40,8 +41,8 @@ def test_metafile_entries_are_consistent():
     assert len(names) == len(set(names))
     for model in meta['Models']:
         assert model['In Collection'] == 'dBOT'
-        if 'Config' in model:
-            assert osp.exists(osp.join(ROOT, model['Config'])), model['Config']
+        # every official row has a config
+        assert osp.exists(osp.join(ROOT, model['Config'])), model['Name']
         for name in model.get('Downstream', []):
             assert name in names
         weights = model.get('Converted From', {}).get('Weights', '')
