@@ -220,8 +220,9 @@ def build(cfg):
         check_train_dataloader(runner)  # a data set smaller than a batch
         model = getattr(runner.model, 'module', runner.model)
         for hook in runner.hooks:  # e.g. teacher_depths vs the teacher
-            if hasattr(hook, 'check_model'):
-                hook.check_model(model)
+            if hasattr(hook, 'check_model') and \
+                    isinstance(model, torch.nn.Module):  # FlexibleRunner:
+                hook.check_model(model)  # built (and checked) in train()
     except USER_ERRORS:
         raise
     except (KeyError, TypeError, ValueError, RuntimeError, OSError,
@@ -256,11 +257,11 @@ def main(argv=None):
         ckpt = safe_load(path, map_location='cpu', mmap=True)
     setup_cpu_distributed(cfg)
     runner = build(cfg)
-    if ckpt is not None:
+    if ckpt is not None and isinstance(runner.model, torch.nn.Module):
         # ... and one of another width here, not by a segfault in the first
         # optimizer step
         check_checkpoint_fits(runner.model, path, option, ckpt)
-        del ckpt
+    del ckpt
     runner.train()
     teardown_distributed()
 

@@ -19,9 +19,10 @@ from typing import Iterator, List, Optional, Tuple
 
 
 __all__ = [
-    'ConfigCheckError', 'check_config', 'check_dataset_paths',
+    'ConfigCheckError', 'check_checkpoint_fits', 'check_config',
+    'check_data_preprocessor', 'check_dataset_paths', 'check_optimizer',
     'check_pretrained_checkpoints', 'check_stage_hooks',
-    'check_train_dataloader'
+    'check_train_dataloader', 'check_work_dir', 'describe_build_error'
 ]
 
 _LOADERS = {
@@ -541,6 +542,22 @@ def _node_at(cfg, key: str) -> dict:
     return {}
 
 
+def _classes_being_built(error: BaseException) -> List[str]:
+    names = []
+    tb = error.__traceback__
+    while tb is not None:
+        frame = tb.tb_frame
+        if frame.f_code.co_name == 'build_from_cfg':
+            node = frame.f_locals.get('cfg')
+            kind = node.get('type') if isinstance(node, dict) else None
+            if isinstance(kind, type):
+                kind = kind.__name__
+            if isinstance(kind, str):
+                names.append(kind.split('.')[-1])
+        tb = tb.tb_next
+    return names
+
+
 def describe_build_error(cfg, error: BaseException) -> str:
     """One line for an error raised while the Runner builds the model,
     data and optimizer from ``cfg``, naming the config key where it can.
@@ -553,8 +570,11 @@ def describe_build_error(cfg, error: BaseException) -> str:
     text = str(error.args[0]) if isinstance(error, KeyError) and \
         error.args else str(error)
     text = ' '.join(text.split())
-    # mmengine prefixes each level of a nested build with its class
-    classes = re.findall(r"class `(\w+)` in \S+?: ", text)
+    # the classes being built, outermost first: from mmengine's builder
+    # frames in the traceback, and from the "class `X` in ...:" prefixes
+    # some mmengine versions add to the message
+    classes = _classes_being_built(error)
+    classes += re.findall(r"class `(\w+)` in \S+?: ", text)
     message = re.sub(r"^(?:['\"]?class `\w+` in \S+?: )+", '', text)
     if len(message) > 1 and message[0] in '\'"' and message[-1] == \
             message[0]:

@@ -195,6 +195,17 @@ def safe_load(filename, map_location=None, trusted: Optional[bool] = None,
     if kind not in ('zip', 'pickle'):
         raise CheckpointFormatError(
             _describe_not_a_checkpoint(filename, kind))
+    if kind == 'pickle' and not _is_legacy_torch_file(filename):
+        # a raw pickle: torch.load cannot read it anyway; name what it holds
+        offending = _offending_globals(filename, kind)
+        if not offending:
+            raise CheckpointFormatError(
+                f'{filename} is a plain pickle, not a checkpoint written by '
+                'torch.save; nothing in it was executed.')
+        raise UnsafeCheckpointError(
+            f'Refused to load checkpoint "{filename}": it is a plain pickle '
+            'that references objects outside the safe allow-list: '
+            f'{", ".join(offending)}. Nothing in it was executed.')
     kwargs = dict(mmap=True) if mmap and kind == 'zip' and is_path else {}
     try:
         with torch.serialization.safe_globals(allowed_globals()):
@@ -208,10 +219,6 @@ def safe_load(filename, map_location=None, trusted: Optional[bool] = None,
         elif 'not on the allow-list' in str(e):  # our getattr
             why = _first_line(e).replace('WeightsUnpickler error: ', '')
             offending = f' {why[:1].upper()}{why[1:]}.'
-        elif kind == 'pickle' and not _is_legacy_torch_file(filename):
-            raise CheckpointFormatError(
-                f'{filename} is a plain pickle, not a checkpoint written by '
-                'torch.save; nothing in it was executed.') from None
         else:
             raise CheckpointFormatError(
                 f'{filename} cannot be read as a checkpoint: '

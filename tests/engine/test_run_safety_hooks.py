@@ -134,8 +134,11 @@ def test_non_finite_loss_stops_before_checkpoint(tmp_path):
 
 def test_non_finite_weights_are_never_saved(tmp_path):
     runner = make_runner(tmp_path, hooks=[PoisonWeights()])
-    with pytest.raises(NonFiniteLossError, match='linear.weight'):
+    with pytest.raises(NonFiniteLossError, match='linear.weight') as err:
         runner.train()
+    # counted like the loss message (epoch 2, iteration 4) and the file
+    # that was not written (epoch_2.pth)
+    assert 'at the end of epoch 2 (iteration 4)' in str(err.value)
     _assert_last_good_checkpoint(tmp_path, 1)
 
 
