@@ -54,7 +54,9 @@ def test_train_flags(train_tool, tmp_path):
 
 
 def test_train_missing_checkpoint(train_tool):
-    with pytest.raises(FileNotFoundError, match='no/such.pth'):
+    # a ConfigCheckError: one line from the command line
+    with pytest.raises(train_tool.ConfigCheckError,
+                       match='^--resume: checkpoint not found: no/such.pth$'):
         merged(train_tool, [DEMO, '--resume', 'no/such.pth'])
 
 
