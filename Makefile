@@ -4,6 +4,7 @@
 PY := .venv/bin/python
 DEMO_CONFIG ?= configs/pretrain/dbot_demo_fashion-mnist.py
 DEMO_WORK_DIR ?= work_dirs/dbot_demo_fashion-mnist
+DEMO_NUM_TRAIN ?= 10000
 PYTEST_ARGS ?=
 
 .PHONY: install data demo test test-slow clean-venv
@@ -14,7 +15,8 @@ install:
 data: install
 	@bash tools/install_data.sh
 	@$(PY) tools/dataset_converters/fashion_mnist.py --out data/fashion_mnist \
-		--num-train 2000 --num-val 1000 --pad-to 32
+		--num-train $(DEMO_NUM_TRAIN) --num-val 2000 --pad-to 32
+	@$(PY) tools/dataset_converters/digits.py --out data/digits
 
 demo: data
 	$(PY) tools/train.py $(DEMO_CONFIG) --work-dir $(DEMO_WORK_DIR)

@@ -15,6 +15,8 @@ _base_ = [
 from dbot_mm.engine.schedules import stage_lr_schedulers  # noqa: E402
 
 data_root = 'data/fashion_mnist'
+digits_root = 'data/digits'  # never trained on: a second kNN check
+num_train = 2000
 stages = [0, 3, 6, 9]  # three stages of 3 epochs
 teacher_depths = [4, 4, 4]  # all blocks of the 4-block teacher, as ViT-B
 warmup_epochs = 1
@@ -58,18 +60,20 @@ train_dataloader = dict(
         data_root=data_root,
         ann_file='meta/train.txt',
         data_prefix='train',
+        indices=num_train,
         pipeline=train_pipeline))
 
 
-def _knn_loader(split):
+def _knn_loader(root, split, size=None):
     return dict(
         batch_size=256,
         num_workers=0,
         dataset=dict(
             type='CustomDataset',
-            data_root=data_root,
+            data_root=root,
             ann_file=f'meta/{split}.txt',
             data_prefix=split,
+            indices=size,
             # kNN scores on every image or on none
             pipeline=[dict(type='RobustLoadImageFromFile', on_error='raise'),
                       dict(type='PackInputs')]))
@@ -82,14 +86,9 @@ optim_wrapper = dict(
         type='AdamW', lr=1.5e-3, betas=(0.9, 0.95), weight_decay=0.05,
         fused=True),  # as the pretrain schedule (docs/performance.md)
     clip_grad=dict(max_norm=3.0),
-    paramwise_cfg=dict(
-        norm_decay_mult=0.,
-        bias_decay_mult=0.,
-        custom_keys={
-            'pos_embed': dict(decay_mult=0.),
-            'cls_token': dict(decay_mult=0.),
-            'mask_token': dict(decay_mult=0.),
-        }))
+    # as the official add_weight_decay: only biases and 1-D tensors are
+    # exempt; cls_token and mask_token are decayed
+    paramwise_cfg=dict(bias_decay_mult=0., flat_decay_mult=0.))
 param_scheduler = stage_lr_schedulers(stages, warmup_epochs=warmup_epochs)
 train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=stages[-1])
 
@@ -100,13 +99,26 @@ custom_hooks = [
         teacher_depths=teacher_depths),
     dict(type='EpochSeedHook'),
     dict(type='NonFiniteLossHook'),
+    # kNN of the student before the first step and at every stage end
+    # (stages from StageBootstrapHook), with its change against the start
     dict(
         type='KNNMonitorHook',
-        train_dataloader=_knn_loader('train'),
-        val_dataloader=_knn_loader('val'),
-        interval=0,  # at the end of every stage
-        stages=stages,
+        train_dataloader=_knn_loader(data_root, 'train', 2000),
+        val_dataloader=_knn_loader(data_root, 'val'),
+        interval=0,
+        eval_at_start=True,
+        cache_data=True,  # 6k small images: decode them once
         k=20),
+    dict(
+        type='KNNMonitorHook',
+        name='digits',
+        train_dataloader=_knn_loader(digits_root, 'train'),
+        val_dataloader=_knn_loader(digits_root, 'val'),
+        interval=0,
+        eval_at_start=True,
+        cache_data=True,  # 6k small images: decode them once
+        k=20),
+    dict(type='CurvePlotHook'),  # <work_dir>/curves.png at the end
 ]
 default_hooks = dict(
     logger=dict(interval=10),

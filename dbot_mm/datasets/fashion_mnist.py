@@ -175,14 +175,15 @@ def _is_complete(out_dir: str, marker: dict) -> bool:
 
 
 def _write_split(out_dir: str, split: str, images: np.ndarray,
-                 labels: np.ndarray, indices: np.ndarray) -> None:
+                 labels: np.ndarray, indices: np.ndarray,
+                 classes=FASHION_MNIST_CLASSES) -> None:
     from PIL import Image
 
-    for name in FASHION_MNIST_CLASSES:
+    for name in classes:
         os.makedirs(osp.join(out_dir, split, name), exist_ok=True)
     lines = []
     for i in indices:
-        rel = f'{FASHION_MNIST_CLASSES[labels[i]]}/{i:05d}.png'
+        rel = f'{classes[labels[i]]}/{i:05d}.png'
         Image.fromarray(images[i], mode='L').save(
             osp.join(out_dir, split, rel))
         lines.append(f'{rel} {labels[i]}\n')

@@ -51,7 +51,7 @@ class CurvePlotHook(Hook):
         loss = (outputs or {}).get('loss')
         if loss is None:
             return
-        self._sum += float(loss)
+        self._sum += float(loss.detach() if hasattr(loss, "detach") else loss)
         self._count += 1
         if self._count == self.interval:
             epoch = (runner.iter + 1) / max(len(runner.train_dataloader), 1)

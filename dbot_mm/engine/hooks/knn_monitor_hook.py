@@ -133,6 +133,15 @@ class KNNMonitorHook(Hook):
             training step (fresh runs only). Defaults to False.
         name (str): Tells several monitors apart in keys and log lines;
             '' (default) keeps the plain ``knn/...`` keys.
+        centre (bool): Subtract the bank's mean feature from bank and
+            queries before the cosine kNN.  A direction shared by all
+            images then no longer dominates the similarities; comparing
+            the two variants tells such a shared component from a loss of
+            information.  Defaults to False (DINO's protocol).
+        cache_data (bool): Keep the loaded batches (before the data
+            preprocessor) in memory after the first evaluation instead of
+            decoding the images again every time; for small sets such as
+            the demo's. Defaults to False.
     """
 
     priority = 'ABOVE_NORMAL'
@@ -149,7 +158,9 @@ class KNNMonitorHook(Hook):
                  backbone_kwargs: Optional[dict] = None,
                  by_epoch: bool = True,
                  eval_at_start: bool = False,
-                 name: str = ''):
+                 name: str = '',
+                 centre: bool = False,
+                 cache_data: bool = False):
         if feat not in ('mean', 'cls'):
             raise ValueError(f"feat must be 'mean' or 'cls', got {feat!r}")
         self._loader_cfgs = dict(train=train_dataloader, val=val_dataloader)
@@ -164,6 +175,9 @@ class KNNMonitorHook(Hook):
         self.by_epoch = by_epoch
         self.eval_at_start = eval_at_start
         self.name = name
+        self.centre = centre
+        self.cache_data = cache_data
+        self._cache = {}
         self.prefix = f'knn/{name}' if name else 'knn'
         self._stage_ends: Optional[Set[int]] = None
         self._staged = False  # stage boundaries known: label stage ends
@@ -272,13 +286,22 @@ class KNNMonitorHook(Hook):
             return out[:, extra:].mean(dim=1)
         raise ValueError(f'Unexpected backbone output shape {out.shape}')
 
+    def _batches(self, loader):
+        """The loader's batches; with ``cache_data`` read once and kept."""
+        if not self.cache_data:
+            return loader
+        key = id(loader)
+        if key not in self._cache:
+            self._cache[key] = list(loader)
+        return self._cache[key]
+
     @torch.no_grad()
     def _embed(self, model, loader):
         backbone = model.backbone
         kwargs = self._forward_kwargs(backbone)
         param = next(backbone.parameters(), None)
         feats, labels = [], []
-        for data in loader:
+        for data in self._batches(loader):
             data = model.data_preprocessor(data, False)
             x = data['inputs']
             if isinstance(x, (list, tuple)):
@@ -341,8 +364,12 @@ class KNNMonitorHook(Hook):
                 max(data['train'][1].max(), data['val'][1].max())) + 1
         param = next(backbone.parameters(), None)
         device = param.device if param is not None else 'cpu'
-        pred = knn_classify(data['train'][0].to(device), data['train'][1],
-                            data['val'][0].to(device), self.k,
+        bank, queries = data['train'][0], data['val'][0]
+        if self.centre:
+            mean = bank.mean(0, keepdim=True)
+            bank, queries = bank - mean, queries - mean
+        pred = knn_classify(bank.to(device), data['train'][1],
+                            queries.to(device), self.k,
                             self.temperature, num_classes).cpu()
         top1 = [float((pred == data['val'][1]).float().mean() * 100)]
         broadcast_object_list(top1, src=0)  # identical on every rank
