@@ -294,3 +294,64 @@ def test_start_score_deltas_summary_and_curve_png(tmp_path):
             '(+0.00) | epoch 3 100.00 (+0.00)') in log
     png = tmp_path / 'curves.png'
     assert png.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+
+
+class CountingData(ColourData):
+    """ColourData that counts how often an image is decoded."""
+
+    def __init__(self, n, seed):
+        super().__init__(n, seed)
+        self.reads = 0
+
+    def __getitem__(self, i):
+        self.reads += 1
+        return super().__getitem__(i)
+
+
+def test_cache_data_reads_each_image_once():
+    model = ToyModel()
+    data = dict(batch_size=4, dataset=CountingData(12, 0),
+                collate_fn=dict(type='default_collate'))
+    runner = SimpleNamespace(model=model, seed=0,
+                             build_dataloader=Runner.build_dataloader)
+    for cache, reads in ((False, 24), (True, 12)):
+        hook = KNNMonitorHook(data, data, cache_data=cache)
+        loader = hook._loader(runner, 'train')
+        first, _ = hook._embed(model, loader)
+        again, _ = hook._embed(model, loader)
+        assert loader.dataset.reads == reads
+        assert all((a == b).all() for a, b in zip(first, again))
+
+
+def test_centred_knn_ignores_a_shared_direction():
+    """1-D features offset away from 0: after L2 normalisation every raw
+    feature is +1 and the vote cannot tell the classes apart; centring on
+    the bank mean gives back the sign that separates them."""
+    g = torch.Generator().manual_seed(0)
+    labels = torch.arange(200) % 2
+    feats = (5. + (labels * 2. - 1) + 0.3 * torch.randn(200, generator=g)
+             )[:, None]
+    bank, queries = feats[:100], feats[100:]
+    raw = knn_classify(bank, labels[:100], queries, k=20)
+    mean = bank.mean(0, keepdim=True)
+    centred = knn_classify(bank - mean, labels[:100], queries - mean, k=20)
+    assert (centred == labels[100:]).float().mean() == 1.0
+    assert (raw == labels[100:]).float().mean() < 0.7
+
+
+def test_centre_option_in_evaluate():
+    from mmengine.logging import MessageHub
+    from mmengine.visualization import Visualizer
+    lines = []
+    runner = SimpleNamespace(
+        model=ToyModel(), seed=0, build_dataloader=Runner.build_dataloader,
+        message_hub=MessageHub.get_instance('centre_opt'),
+        visualizer=Visualizer.get_instance('centre_opt'),
+        logger=SimpleNamespace(info=lines.append))
+    loader = dict(batch_size=4, collate_fn=dict(type='default_collate'))
+    hook = KNNMonitorHook(dict(loader, dataset=ColourData(30, 0)),
+                          dict(loader, dataset=ColourData(9, 1)), k=5,
+                          centre=True, name='centred')
+    assert hook.evaluate(runner, step=1) == 100.0
+    assert runner.message_hub.get_info('knn/centred/history') == [[1, 100.0]]
+    assert 'knn/centred/top1 100.00' in lines[0]

@@ -32,6 +32,7 @@ import torch
 import torch.nn as nn
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+sys.path.insert(0, REPO)  # this checkout's dbot_mm, not another one
 sys.path.insert(0, osp.join(REPO, 'tools', 'benchmark'))
 from train_step import import_official  # noqa: E402
 
