@@ -277,9 +277,10 @@ def check_stage_hooks(cfg) -> None:
         _check_checkpoint_interval(cfg, stages, key)
 
 
-_STAGE_HINT = ('The pretrain configs derive both from one `stages` list '
-               '(param_scheduler = stage_lr_schedulers(stages, ...)); change '
-               'the stage list in a config file, not one of them with '
+_STAGE_HINT = ('The pretrain configs derive param_scheduler '
+               '(stage_lr_schedulers(stages, ...)), the stage hook, '
+               'max_epochs and the checkpoint interval from one `stages` '
+               'list: change it in a config file, not one of them with '
                '--cfg-options.')
 
 
