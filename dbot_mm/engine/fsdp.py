@@ -8,9 +8,68 @@ gathers each unit whole (``summon_full_params``) to bootstrap the teacher
 and redraw the student, and no unit is nested in another.
 """
 import dataclasses
+from contextlib import ExitStack, contextmanager
+from typing import Iterable
 
 import torch
 from mmengine.registry import FUNCTIONS
+from torch import nn
+
+
+def fsdp_class():
+    """``FullyShardedDataParallel``, or None in a torch without it."""
+    try:
+        from torch.distributed.fsdp import FullyShardedDataParallel
+    except ImportError:  # torch built without distributed
+        return None
+    return FullyShardedDataParallel
+
+
+def unwrap(module: nn.Module) -> nn.Module:
+    """The module an FSDP unit wraps; any other module itself."""
+    fsdp = fsdp_class()
+    return module.module if fsdp is not None and isinstance(
+        module, fsdp) else module
+
+
+@contextmanager
+def full_params(*modules):
+    """Unsharded parameters of FSDP-wrapped parts, written back on exit.
+
+    Between steps a unit's parameters are flat shards; a stage boundary must
+    read and redraw whole tensors. Every rank runs this with the same seed,
+    so the write-back is consistent. Plain modules pass through untouched.
+    """
+    fsdp = fsdp_class()
+    with ExitStack() as stack:
+        for m in modules:
+            if fsdp is not None and isinstance(m, fsdp):
+                stack.enter_context(
+                    fsdp.summon_full_params(m, writeback=True))
+        yield
+
+
+@contextmanager
+def whole_children(parent: nn.Module, names: Iterable[str]):
+    """``parent``'s children ``names`` as plain modules with whole
+    parameters.
+
+    Without FSDP this does nothing. Each FSDP unit among them is gathered
+    and, for the duration, swapped for the module it wraps, so that
+    ``state_dict``, ``apply`` and the mmengine init chain see ordinary
+    tensors; edits are written back to the shards on exit.
+    """
+    units = {name: parent._modules[name]
+             for name in names
+             if parent._modules.get(name) is not None
+             and unwrap(parent._modules[name]) is not parent._modules[name]}
+    with full_params(*units.values()):
+        for name, unit in units.items():
+            parent._modules[name] = unit.module
+        try:
+            yield
+        finally:
+            parent._modules.update(units)
 
 
 @FUNCTIONS.register_module()

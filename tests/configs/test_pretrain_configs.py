@@ -10,7 +10,7 @@ from mmpretrain.registry import MODELS
 
 import dbot_mm  # noqa: F401
 from dbot_mm.engine.hooks import StageBootstrapHook
-from dbot_mm.models.algorithms.dbot import _student_geometry
+from dbot_mm.models.utils import student_geometry
 
 ROOT = 'configs/pretrain/'
 PAPER = {
@@ -58,7 +58,7 @@ def test_paper_values(name):
             m.neck.decoder_num_heads) == (8, 512, 16)
     # the arch is written once: DBOT derives these from model.backbone
     assert 'embed_dim' not in m.neck and 'num_patches' not in m.neck
-    geo = _student_geometry(m.backbone)
+    geo = student_geometry(m.backbone)
     assert geo['width'] == WIDTH[arch]
     assert geo['num_patches'] == (224 // patch)**2
     assert m.neck.drop_path_rate == dpr  # official decoder reuses sdpr

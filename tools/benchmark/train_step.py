@@ -277,10 +277,11 @@ class DBOTStep(MMStep):
     def phase_fns(self):
         m = self.model
 
+        # DBOT.loss cut into its named steps, one phase each
         def encoder(c):
             with self._ctx():
-                c['latent'], mask, c['ids'] = m.backbone(self.inputs)
-            c['mask'] = torch.cat([mask.new_ones(mask.shape[0], 1), mask], 1)
+                c['latent'], c['mask'], c['ids'], c['ids_masked'] = \
+                    m.encode(self.inputs)
 
         def decoder(c):
             with self._ctx():
@@ -292,7 +293,8 @@ class DBOTStep(MMStep):
 
         def loss(c):
             with self._ctx():
-                c['loss'] = m.head.loss(c['pred'], c['target'], c['mask'])
+                c['loss'] = m.distill_loss(c['pred'], c['target'], c['mask'],
+                                           c['ids_masked'])
 
         return [('encoder', encoder), ('decoder', decoder),
                 ('teacher', teacher), ('loss', loss),

@@ -27,6 +27,7 @@ from mmpretrain.structures import DataSample
 from torch import nn
 
 from ..targets.base import target_spec
+from ..utils import check_sizes, fill_missing
 
 __all__ = ['DBOTSymmetric', 'TokenProjection']
 
@@ -107,12 +108,8 @@ class DBOTSymmetric(BaseSelfSupervisor):
             teacher = MODELS.build(teacher)
         if isinstance(backbone, dict):
             backbone = MODELS.build(backbone)
-        if isinstance(neck, dict):
-            neck = dict(neck)
-            if neck.get('in_channels') is None:
-                neck['in_channels'] = backbone.embed_dims
-            if neck.get('out_channels') is None:
-                neck['out_channels'] = target_spec(teacher)['out_dims']
+        neck = fill_missing(neck, in_channels=backbone.embed_dims,
+                            out_channels=target_spec(teacher)['out_dims'])
         super().__init__(
             backbone=backbone,
             neck=neck,
@@ -121,30 +118,8 @@ class DBOTSymmetric(BaseSelfSupervisor):
             init_cfg=init_cfg)
         self.teacher = teacher
         self.predict_cls = predict_cls
-        self._check_shapes()
-
-    def _check_shapes(self) -> None:
-        errors = []
-        t_width = target_spec(self.teacher)['out_dims']
-        out = getattr(self.neck, 'out_channels', None)
-        if None not in (t_width, out) and t_width != out:
-            errors.append(f'teacher width {t_width} (out_dims) != '
-                          f'neck.out_channels={out}')
-        s_width = getattr(self.backbone, 'embed_dims', None)
-        n_in = getattr(self.neck, 'in_channels', None)
-        if None not in (s_width, n_in) and s_width != n_in:
-            errors.append(f'student width {s_width} != '
-                          f'neck.in_channels={n_in}')
-        s_len = getattr(self.backbone, 'num_patches', None)
-        t_len = getattr(self.teacher, 'num_patches', None)
-        if None not in (s_len, t_len) and s_len != t_len:
-            errors.append(
-                f'student has {s_len} patches but the teacher returns '
-                f'{t_len}: set teacher.img_size (e.g. 196 for a /14 teacher '
-                'and a /16 student at 224) or teacher.out_size')
-        if errors:
-            raise ValueError('DBOTSymmetric config mismatch: ' +
-                             '; '.join(errors))
+        check_sizes('DBOTSymmetric', self.backbone, self.neck, teacher,
+                    'in_channels', 'out_channels')
 
     def extract_feat(self, inputs: torch.Tensor):
         return self.backbone(inputs, mask=None)

@@ -159,6 +159,18 @@ class DBOTViT(MAEViT):
         """Visible patches per image (same rounding as the official code)."""
         return int(self.num_patches * (1 - self.mask_ratio))
 
+    def noise_from_mask(self, mask: torch.Tensor) -> torch.Tensor:
+        """Masking noise that replays a (B, L) 0/1 patch mask (1 = hidden)
+        hiding exactly as many patches as the mask ratio does."""
+        hidden = mask.shape[-1] - self.num_keep
+        counts = mask.flatten(1).sum(1)
+        if mask.dim() != 2 or not bool((counts == hidden).all()):
+            raise ValueError(
+                f'mask must be (B, L) with exactly {hidden} ones per row '
+                f'(mask_ratio={self.mask_ratio}); got shape '
+                f'{tuple(mask.shape)} and row sums {counts.tolist()}')
+        return mask.float()
+
     def random_masking(
         self,
         x: torch.Tensor,

@@ -28,6 +28,7 @@ from typing import Optional, Tuple
 
 import torch
 from mmengine.model import BaseModule
+from mmpretrain.registry import MODELS
 from torch import nn
 
 
@@ -58,6 +59,28 @@ def select_for(target: nn.Module, pred: torch.Tensor, mask: torch.Tensor,
     return select_tokens(pred, mask, target_spec(target)['with_cls'])
 
 
+def fill_from_student(cfg: dict, student: dict) -> dict:
+    """A target config completed from the student's geometry.
+
+    The keys the target class lists in ``follows_student`` and the config
+    leaves out take the student's value (``student``: ``arch``,
+    ``img_size``, ``patch_size``). A teacher given its own ``arch`` keeps
+    its own sizes too.
+    """
+    cfg = dict(cfg)
+    cls = MODELS.get(cfg['type']) if isinstance(cfg['type'], str) \
+        else cfg['type']
+    keys = getattr(cls, 'follows_student', ())
+    if 'arch' in keys:
+        if cfg.get('arch') is not None:
+            return cfg
+        cfg['arch'] = student['arch']
+    for key in ('img_size', 'patch_size'):
+        if key in keys:
+            cfg.setdefault(key, student[key])
+    return cfg
+
+
 def masked_ids(ids_restore: torch.Tensor, num_visible: int) -> torch.Tensor:
     """Hidden patch indices in masking order (official ``ids_unkeep``).
 
@@ -82,6 +105,7 @@ class BaseTarget(BaseModule):
 
     with_cls = False
     needs_mask = False
+    follows_student = ('img_size', 'patch_size')
 
     def __init__(self,
                  img_size: int = 224,

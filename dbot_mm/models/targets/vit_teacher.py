@@ -18,6 +18,7 @@ import torch
 from mmpretrain.models.selfsup.mae import MAEViT
 from mmpretrain.models.utils import resize_pos_embed
 from mmpretrain.registry import MODELS
+from torch.func import functional_call
 
 from ..backbones.dbot_vit import check_patch_grid, use_fast_attention
 
@@ -46,6 +47,9 @@ class ViTTeacher(MAEViT):
             ``MAEViT``. ``init_cfg=dict(type='Pretrained', ...)`` loads a
             fixed pretrained teacher.
     """
+
+    #: config keys ``DBOT`` fills in from the student when left out
+    follows_student = ('arch', 'img_size', 'patch_size')
 
     def __init__(self,
                  arch: Union[str, dict] = 'b',
@@ -128,6 +132,31 @@ class ViTTeacher(MAEViT):
         if self.final_norm:
             x = self.ln1(x)
         return x
+
+    @torch.no_grad()
+    def forward_bf16(self, inputs: torch.Tensor, **kwargs) -> torch.Tensor:
+        """``forward`` entirely in bf16: weights and residual stream.
+
+        For bf16 autocast, whose fp32 residual stream would cast around every
+        matmul. The bf16 weights are cast per call from the fp32 ones rather
+        than cached, so no copy can go stale when the teacher is bootstrapped
+        or loaded; only the blocks that run are cast.
+        """
+        weights = {
+            name: param.to(torch.bfloat16)
+            for name, param in self.named_parameters()
+            if param.is_floating_point() and self._runs(name)
+        }
+        with torch.autocast(inputs.device.type, enabled=False):
+            return functional_call(self, weights,
+                                   (inputs.to(torch.bfloat16), ), kwargs,
+                                   strict=False)
+
+    def _runs(self, name: str) -> bool:
+        """Whether tensor ``name`` takes part in the forward at this depth:
+        all but those of the blocks at or beyond ``depth``."""
+        match = _LAYER_KEY.match(name)
+        return not match or int(match.group(1)) < self.depth
 
     @torch.no_grad()
     def load_from_student(self,
