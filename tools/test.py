@@ -17,9 +17,9 @@ from mmengine.registry import RUNNERS  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
 import dbot_mm  # noqa: E402,F401  (registers models, hooks, schedulers)
-from dbot_mm.utils.config_checks import (ConfigCheckError,  # noqa: E402
-                                         check_config)
-from train import (setup_cpu_distributed,  # noqa: E402
+from dbot_mm.utils.config_checks import check_config  # noqa: E402
+from dbot_mm.utils.safe_load import safe_load  # noqa: E402
+from train import (USER_ERRORS, setup_cpu_distributed,  # noqa: E402
                    teardown_distributed)
 
 
@@ -74,6 +74,8 @@ def merge_args(cfg, args):
 def main(argv=None):
     args = parse_args(argv)
     cfg = merge_args(Config.fromfile(args.config), args)
+    # an unsafe or unreadable checkpoint: one line, before anything else
+    safe_load(cfg.load_from, map_location='cpu', mmap=True)
     check_config(cfg, modes=('test', ))
     setup_cpu_distributed(cfg)
     runner = (RUNNERS.build(cfg)
@@ -90,5 +92,5 @@ def main(argv=None):
 if __name__ == '__main__':
     try:
         main()
-    except ConfigCheckError as e:  # a config / input error, not a crash
+    except USER_ERRORS as e:  # a config / input error, not a crash
         sys.exit(f'{osp.basename(__file__)}: error: {e}')

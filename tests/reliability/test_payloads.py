@@ -212,11 +212,14 @@ def test_non_checkpoints_are_not_called_unsafe(tmp_path):
 
 # ---- the command lines: one line, nothing executed -------------------------
 def _cli(*args):
-    result = subprocess.run([sys.executable, *args], cwd=ROOT, env=_env(),
+    # library import warnings (pkg_resources, ...) are not ours to count
+    result = subprocess.run([sys.executable, *args], cwd=ROOT,
+                            env=_env(dict(PYTHONWARNINGS='ignore')),
                             capture_output=True, text=True, timeout=300)
     return result.returncode, result.stdout + result.stderr
 
 
+CLS = 'vit-base-p16_dbot-ft_8xb128-coslr-100e_in1k.py'
 CONVERTERS = {
     'zip': ('dbot_official_to_mm.py', ),
     'legacy': ('vit_finetuned_to_mmpretrain.py', ),
@@ -227,7 +230,8 @@ CONVERTERS = {
 
 def test_cli_refusals_are_one_line(payload, tmp_path):
     """Each payload through a converter CLI; the zip one through train.py
-    as --resume, the TorchScript one as load_from."""
+    as --resume, the TorchScript one as load_from, the legacy one through
+    test.py."""
     kind, path, _ = payload
     tool = osp.join('tools', 'model_converters', CONVERTERS[kind][0])
     rc, out = _cli(tool, path, str(tmp_path / 'out.pth'))
@@ -237,6 +241,11 @@ def test_cli_refusals_are_one_line(payload, tmp_path):
         path in lines[0]
     assert not (tmp_path / 'out.pth').exists()
 
+    if kind == 'legacy':  # tools/test.py CONFIG CHECKPOINT
+        rc, out = _cli('tools/test.py', osp.join('configs', 'cls', CLS), path)
+        lines = out.strip().splitlines()
+        assert rc == 1 and len(lines) == 1, out
+        assert lines[0].startswith('test.py: error: ') and path in lines[0]
     train_option = {'zip': ['--resume', path],
                     'torchscript': ['--cfg-options', f'load_from={path}']}
     if kind in train_option:
