@@ -3,7 +3,6 @@ catalogue): a side hook never costs a stage, a checkpoint of another model
 is refused, a command-line override cannot desynchronise the stage list,
 and every user mistake is one line naming the key or the file."""
 import glob
-import logging
 import os
 import os.path as osp
 import shutil
@@ -272,7 +271,7 @@ def test_shipped_configs_pass_the_stage_checks(config):
     check_stage_hooks(Config.fromfile(osp.join(ROOT, config)))
 
 
-# ---- the kNN monitor ---------------------------------------------------------
+# ---- the kNN monitor --------------------------------------------------------
 def test_monitor_data_is_checked_before_the_first_step(tiny, tmp_path):
     data, _ = tiny
     cfg = write_config(str(tmp_path / 'cfg_k.py'), data, stages=(0, 1, 2),
@@ -304,10 +303,12 @@ def test_monitor_failure_never_costs_the_stage(train_tool, tiny, tmp_path):
     with open(osp.join(data, 'meta', 'knn.txt'), 'w') as f:
         f.write('a/0.png 0\nb/1.png 1\na/404.png 0\n')
     cfg = write_config(str(tmp_path / 'cfg_f.py'), data, stages=(0, 1, 2),
-                       warmup=0, extra=KNN.format(root=data, ann='meta/knn.txt'))
+                       warmup=0,
+                       extra=KNN.format(root=data, ann='meta/knn.txt'))
     work = tmp_path / 'w'
     train_tool.main([cfg, '--work-dir', str(work)])
-    assert osp.exists(work / 'epoch_1.pth') and osp.exists(work / 'epoch_2.pth')
+    assert osp.exists(work / 'epoch_1.pth')
+    assert osp.exists(work / 'epoch_2.pth')
     log = open(glob.glob(str(work / '*' / '*.log'))[0]).read()
     assert log.count('kNN monitor (epoch 1) failed, no knn/top1 logged: '
                      'CorruptImageError: Cannot read image') == 1
