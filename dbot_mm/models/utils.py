@@ -161,11 +161,10 @@ def check_sizes(owner: str, student: nn.Module, neck: nn.Module,
     student width vs ``neck.<neck_in>``, target width vs
     ``neck.<neck_out>``, and the patch counts of student, target and neck.
     A size a module does not state is not checked."""
-    from .targets.base import target_spec
     s_len = getattr(student, 'num_patches', None)
     pairs = [
         (f'target width (teacher out_dims / arch.embed_dims={{}}) != '
-         f'neck.{neck_out}={{}}', target_spec(target)['out_dims'],
+         f'neck.{neck_out}={{}}', target.out_dims,
          getattr(neck, neck_out, None)),
         (f'student width (backbone.arch.embed_dims={{}}) != '
          f'neck.{neck_in}={{}}', getattr(student, 'embed_dims', None),

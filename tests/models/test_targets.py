@@ -13,7 +13,6 @@ from mmengine.registry import init_default_scope
 from mmpretrain.models.selfsup import HOGGenerator
 from mmpretrain.registry import MODELS
 
-from dbot_mm.models.targets import target_spec
 from dbot_tiny import ARCH, IMG, NUM_PATCHES, PATCH, build_dbot
 
 NUM_HIDDEN = 12  # 0.75 of 16 patches
@@ -348,7 +347,7 @@ def test_switching_target_changes_nothing_else(name, images):
     assert model.neck.decoder_pred.in_features == \
         ref.neck.decoder_pred.in_features
     assert model.neck.decoder_pred.out_features == \
-        target_spec(model.teacher)['out_dims']
+        model.teacher.out_dims
     assert all(not p.requires_grad for p in model.teacher.parameters())
 
     ow = dict(optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.05),

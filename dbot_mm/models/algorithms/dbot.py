@@ -25,8 +25,7 @@ from mmpretrain.structures import DataSample
 from torch import nn
 
 from ...engine.fsdp import unwrap, whole_children
-from ..targets.base import fill_from_student, masked_ids, select_for, \
-    target_spec
+from ..targets.base import fill_from_student, masked_ids
 from ..utils import (autocast_dtype, check_sizes, fill_missing,
                      has_pretrained, redraw, student_geometry,
                      with_checkpoint, zero_linear_biases)
@@ -87,7 +86,7 @@ class DBOT(BaseSelfSupervisor):
                 teacher = fill_from_student(teacher, geo)
         if isinstance(teacher, dict):
             teacher = MODELS.build(teacher)
-        neck = fill_missing(neck, predict_dim=target_spec(teacher)['out_dims'])
+        neck = fill_missing(neck, predict_dim=teacher.out_dims)
         super().__init__(
             backbone=backbone,
             neck=neck,
@@ -131,11 +130,11 @@ class DBOT(BaseSelfSupervisor):
         (B, L) replay a masking (see ``encode``)."""
         # a target that needs no mask runs first: its activations are freed
         # before the student's graph grows (targets draw no random numbers)
-        needs_mask = target_spec(self.teacher)['needs_mask']
-        target = None if needs_mask else self.teacher_forward(inputs)
+        target = None if self.teacher.needs_mask else \
+            self.teacher_forward(inputs)
         latent, mask, ids_restore, ids_masked = self.encode(
             inputs, noise, mask)
-        if needs_mask:
+        if target is None:
             target = self.teacher_forward(inputs, mask=mask,
                                           ids_masked=ids_masked)
         pred = self.neck(latent, ids_restore)  # mask tokens -> all tokens
@@ -168,11 +167,9 @@ class DBOT(BaseSelfSupervisor):
         ``inference_mode``: inference tensors may not be saved for backward,
         and a criterion on un-normalised targets would have to save them.
         """
-        forward_bf16 = getattr(self.teacher, 'forward_bf16', None)
-        if forward_bf16 is not None and self.bf16_teacher and \
-                unwrap(self.teacher) is self.teacher and \
+        if self.bf16_teacher and unwrap(self.teacher) is self.teacher and \
                 autocast_dtype(inputs.device.type) == torch.bfloat16:
-            return forward_bf16(inputs, **kwargs)
+            return self.teacher.forward_bf16(inputs, **kwargs)
         return self.teacher(inputs, **kwargs)
 
     def distill_loss(self, pred: torch.Tensor, target: torch.Tensor,
@@ -182,8 +179,7 @@ class DBOT(BaseSelfSupervisor):
         covers (``select``): for dBOT's teachers the masked patches and the
         cls token, for pixels and HOG the masked patches, for SdAE's
         multi-fold teacher the patches of its folds."""
-        pred, weight = select_for(unwrap(self.teacher), pred, mask,
-                                  ids_masked)
+        pred, weight = unwrap(self.teacher).select(pred, mask, ids_masked)
         return self.head.loss(pred, target, weight)
 
     # ----------------------------------------------------------------- stages
@@ -243,7 +239,7 @@ class DBOT(BaseSelfSupervisor):
     def teacher_info(self) -> Dict[str, Union[str, int]]:
         """Short description of the current target, for logs."""
         stage, depth = int(self.stage), getattr(self.teacher, 'depth', -1)
-        origin = getattr(self.teacher, 'origin', None) or (
+        origin = self.teacher.origin or (
             'bootstrapped' if stage > 0 else 'pretrained' if has_pretrained(
                 self.init_cfg) or has_pretrained(self.teacher.init_cfg) else
             'student_init' if self.init_teacher_from_student else 'random')

@@ -26,7 +26,6 @@ from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 from torch import nn
 
-from ..targets.base import target_spec
 from ..utils import check_sizes, fill_missing
 
 __all__ = ['DBOTSymmetric', 'TokenProjection']
@@ -109,7 +108,7 @@ class DBOTSymmetric(BaseSelfSupervisor):
         if isinstance(backbone, dict):
             backbone = MODELS.build(backbone)
         neck = fill_missing(neck, in_channels=backbone.embed_dims,
-                            out_channels=target_spec(teacher)['out_dims'])
+                            out_channels=teacher.out_dims)
         super().__init__(
             backbone=backbone,
             neck=neck,

@@ -1,5 +1,5 @@
-from .base import (BaseTarget, masked_ids, select_for, select_tokens,
-                   target_spec)
+from .base import (BaseTarget, ImageTarget, fill_from_student, masked_ids,
+                   select_tokens)
 from .vit_teacher import ViTTeacher
 from .pretrained_teacher import PretrainedTeacher  # noqa: F401
 from .ema_teacher import EMATeacher
@@ -8,6 +8,6 @@ from .pixel_target import PixelTarget
 
 __all__ = [
     'ViTTeacher', 'PretrainedTeacher', 'EMATeacher', 'HOGTarget',
-    'PixelTarget', 'BaseTarget', 'target_spec', 'select_for',
+    'PixelTarget', 'BaseTarget', 'ImageTarget', 'fill_from_student',
     'select_tokens', 'masked_ids'
 ]

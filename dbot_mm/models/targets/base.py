@@ -1,8 +1,8 @@
-"""The small interface every target of ``DBOT`` follows.
+"""The one interface every target of ``DBOT`` implements: :class:`BaseTarget`.
 
 A target says what the decoder regresses. ``DBOT`` builds it from the
 config key ``model.teacher`` (the name is kept so checkpoints keep their
-``teacher.*`` keys) and asks it four things, never its type:
+``teacher.*`` keys) and asks it these things, never its type:
 
 ``out_dims`` (int)
     Channels per target token: the decoder's ``predict_dim``.
@@ -20,16 +20,15 @@ config key ``model.teacher`` (the name is kept so checkpoints keep their
     target covers, and a 0/1 weight per position, shaped like the target's
     first two dimensions: what ``MaskedDistillHead.loss`` receives.
 
-Teachers that predate this interface (``ViTTeacher``, ``PretrainedTeacher``)
-take the defaults of :func:`target_spec`: cls kept, mask not needed,
-``out_dims`` falling back to ``embed_dims``.
+Implementations: the ViT teachers (``ViTTeacher``, ``PretrainedTeacher``,
+``EMATeacher``) and the parameter-free :class:`ImageTarget` s (pixels, HOG).
 """
+from abc import abstractmethod
 from typing import Optional, Tuple
 
 import torch
 from mmengine.model import BaseModule
 from mmpretrain.registry import MODELS
-from torch import nn
 
 
 def select_tokens(pred: torch.Tensor, mask: torch.Tensor,
@@ -38,25 +37,6 @@ def select_tokens(pred: torch.Tensor, mask: torch.Tensor,
     if with_cls:
         return pred, torch.cat([mask.new_ones(mask.shape[0], 1), mask], 1)
     return pred[:, 1:], mask
-
-
-def target_spec(target: nn.Module) -> dict:
-    """``out_dims``, ``with_cls`` and ``needs_mask`` of any target."""
-    return dict(
-        out_dims=getattr(target, 'out_dims',
-                         getattr(target, 'embed_dims', None)),
-        with_cls=getattr(target, 'with_cls', True),
-        needs_mask=getattr(target, 'needs_mask', False))
-
-
-def select_for(target: nn.Module, pred: torch.Tensor, mask: torch.Tensor,
-               ids_masked: Optional[torch.Tensor]
-               ) -> Tuple[torch.Tensor, torch.Tensor]:
-    """``target.select`` if it has one, else :func:`select_tokens`."""
-    select = getattr(target, 'select', None)
-    if select is not None:
-        return select(pred, mask, ids_masked)
-    return select_tokens(pred, mask, target_spec(target)['with_cls'])
 
 
 def fill_from_student(cfg: dict, student: dict) -> dict:
@@ -70,7 +50,9 @@ def fill_from_student(cfg: dict, student: dict) -> dict:
     cfg = dict(cfg)
     cls = MODELS.get(cfg['type']) if isinstance(cfg['type'], str) \
         else cfg['type']
-    keys = getattr(cls, 'follows_student', ())
+    if cls is None:  # unknown type: MODELS.build names it
+        return cfg
+    keys = cls.follows_student
     if 'arch' in keys:
         if cfg.get('arch') is not None:
             return cfg
@@ -92,10 +74,48 @@ def masked_ids(ids_restore: torch.Tensor, num_visible: int) -> torch.Tensor:
 
 
 class BaseTarget(BaseModule):
+    """What every target is: frozen, in eval mode, no gradients.
+
+    Subclasses set ``out_dims`` (an int) and implement ``forward``; the
+    class attributes below are the defaults of a teacher with a cls token.
+    """
+
+    out_dims: int
+    with_cls = True
+    needs_mask = False
+    #: config keys ``DBOT`` fills in from the student when left out
+    follows_student: Tuple[str, ...] = ('img_size', 'patch_size')
+    #: how ``DBOT.teacher_info`` names the target (None: from the stage)
+    origin: Optional[str] = None
+
+    def train(self, mode: bool = True) -> 'BaseTarget':
+        """Ignore ``mode``: targets never see dropout or drop path."""
+        return super().train(False)
+
+    @abstractmethod
+    def forward(self,
+                inputs: torch.Tensor,
+                mask: Optional[torch.Tensor] = None,
+                ids_masked: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Target tokens of the images ``inputs`` (B, 3, H, W)."""
+
+    def forward_bf16(self, inputs: torch.Tensor, **kwargs) -> torch.Tensor:
+        """``forward`` under bf16 autocast with bf16 weights (``DBOT``'s
+        ``bf16_teacher``); a target without weights runs ``forward``."""
+        return self(inputs, **kwargs)
+
+    def select(self, pred: torch.Tensor, mask: torch.Tensor,
+               ids_masked: Optional[torch.Tensor] = None
+               ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """All positions, the hidden patches (and cls if kept) counted."""
+        return select_tokens(pred, mask, self.with_cls)
+
+
+class ImageTarget(BaseTarget):
     """Parameter-free targets computed from the image (pixels, HOG).
 
-    Always in eval mode, no gradients; computed in float32 outside autocast
-    so that AMP does not round the targets.
+    No cls token; computed in float32 outside autocast so that AMP does not
+    round the targets.
 
     Args:
         img_size (int): Input size, as the student's. Defaults to 224.
@@ -104,8 +124,6 @@ class BaseTarget(BaseModule):
     """
 
     with_cls = False
-    needs_mask = False
-    follows_student = ('img_size', 'patch_size')
 
     def __init__(self,
                  img_size: int = 224,
@@ -120,9 +138,6 @@ class BaseTarget(BaseModule):
         self.num_patches = grid[0] * grid[1]
         self.train(False)
 
-    def train(self, mode: bool = True) -> 'BaseTarget':
-        return super().train(False)
-
     def forward(self,
                 inputs: torch.Tensor,
                 mask: Optional[torch.Tensor] = None,
@@ -131,11 +146,6 @@ class BaseTarget(BaseModule):
                 inputs.device.type, enabled=False):
             return self.compute(inputs.float())
 
+    @abstractmethod
     def compute(self, inputs: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) float32 -> (B, L, out_dims) patch targets."""
-        raise NotImplementedError
-
-    def select(self, pred: torch.Tensor, mask: torch.Tensor,
-               ids_masked: Optional[torch.Tensor] = None
-               ) -> Tuple[torch.Tensor, torch.Tensor]:
-        return select_tokens(pred, mask, self.with_cls)

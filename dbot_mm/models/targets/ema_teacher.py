@@ -77,7 +77,6 @@ class EMATeacher(ViTTeacher):
             or 1: one view of all ``shrink_num`` patches.
 
     Attributes:
-        out_dims (int): ``embed_dims``.
         with_cls (bool): False, the cls token is dropped.
         needs_mask (bool): True when ``shrink_num`` is set.
     """
@@ -116,7 +115,6 @@ class EMATeacher(ViTTeacher):
                 '(and at most the number of hidden patches)')
         self.shrink_num = shrink_num
         self.num_folds = num_folds
-        self.out_dims = self.embed_dims
         self.needs_mask = shrink_num is not None
 
     # ------------------------------------------------------------- views

@@ -17,7 +17,7 @@ import torch
 from mmpretrain.models.selfsup import HOGGenerator
 from mmpretrain.registry import MODELS
 
-from .base import BaseTarget
+from .base import ImageTarget
 
 
 class _PatchGridHOG(HOGGenerator):
@@ -38,7 +38,7 @@ class _PatchGridHOG(HOGGenerator):
 
 
 @MODELS.register_module()
-class HOGTarget(BaseTarget):
+class HOGTarget(ImageTarget):
     """HOG features of each patch (MaskFeat target).
 
     Args:

@@ -13,11 +13,11 @@ import torch
 from mmpretrain.models.heads import MAEPretrainHead
 from mmpretrain.registry import MODELS
 
-from .base import BaseTarget
+from .base import ImageTarget
 
 
 @MODELS.register_module()
-class PixelTarget(BaseTarget):
+class PixelTarget(ImageTarget):
     """Per-patch (normalised) pixels of the full image.
 
     Args:

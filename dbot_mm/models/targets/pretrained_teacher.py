@@ -243,7 +243,10 @@ class PretrainedTeacher(ViTTeacher):
 
     # ------------------------------------------------------------ forward
     @torch.no_grad()
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self,
+                x: torch.Tensor,
+                mask: Optional[torch.Tensor] = None,
+                ids_masked: Optional[torch.Tensor] = None) -> torch.Tensor:
         """All tokens (B, 1 + out_h * out_w, out_dims), cls first."""
         if self.renormalize:
             x = x * self.input_scale.to(x.dtype) + \

@@ -21,16 +21,18 @@ from mmpretrain.registry import MODELS
 from torch.func import functional_call
 
 from ..backbones.dbot_vit import check_patch_grid, use_fast_attention
+from .base import BaseTarget
 
 _LAYER_KEY = re.compile(r'^layers\.(\d+)\.')
 
 
 @MODELS.register_module()
-class ViTTeacher(MAEViT):
+class ViTTeacher(MAEViT, BaseTarget):
     """ViT teacher: full image in, all tokens (cls first) out.
 
     Always frozen and in eval mode; drop path and dropout are 0 because the
     official teacher uses ``tdpr=0`` and targets must be deterministic.
+    ``out_dims`` is ``embed_dims``; the cls token counts (``with_cls``).
 
     Args:
         arch (str | dict): ViT architecture (as mmpretrain
@@ -81,6 +83,7 @@ class ViTTeacher(MAEViT):
         self.register_buffer(
             'active_depth', torch.tensor(depth, dtype=torch.long))
         self._depth = int(depth)
+        self.out_dims = self.embed_dims
         for param in self.parameters():
             param.requires_grad_(False)
         self.train(False)
@@ -111,12 +114,11 @@ class ViTTeacher(MAEViT):
         if not self.active_depth.is_meta:
             self._depth = int(self.active_depth)
 
-    def train(self, mode: bool = True) -> 'ViTTeacher':
-        """Ignore ``mode``: targets must never see dropout or drop path."""
-        return super().train(False)
-
     @torch.no_grad()
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self,
+                x: torch.Tensor,
+                mask: Optional[torch.Tensor] = None,
+                ids_masked: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Return all tokens (B, 1 + L, C), cls first, no final norm."""
         B = x.shape[0]
         x, grid = self.patch_embed(x)
