@@ -136,20 +136,30 @@ RUNNER_KEYS = {
     'resume', 'launcher', 'env_cfg', 'log_processor', 'log_level',
     'visualizer', 'default_scope', 'randomness', 'experiment_name',
     'compile', 'model_wrapper_cfg', 'custom_imports', 'runner_type',
-    'find_unused_parameters', 'strategy', 'cfg'
+    'find_unused_parameters', 'strategy', 'cfg', 'sync_bn',
+    'activation_checkpointing', 'efficient_conv_bn_eval'
 }
 
 
 def check_option_keys(cfg, options):
     """A misspelt top-level key in --cfg-options would become a new key
     nobody reads (``optim_wraper.optimizer.lr=...`` trains at the config's
-    lr); refuse it, suggesting the closest existing key."""
+    lr); refuse it, suggesting the closest existing key. A variable of the
+    config file (``stages``, ``data_root``) was used while the file was
+    parsed; overriding it changes nothing, so it is refused too."""
     import difflib
     known = set(cfg.keys()) | RUNNER_KEYS
     for option in options:
         top = option.split('.')[0]
-        if top in known:
+        if top in RUNNER_KEYS:
             continue
+        if top in known:
+            raise ConfigCheckError(
+                f'--cfg-options {option}: {top!r} is a variable of the '
+                'config file, used while the file was read; overriding it '
+                'here changes nothing. Override the keys built from it '
+                '(e.g. custom_hooks.0.stages, train_dataloader.dataset.'
+                'data_root) or edit the config.')
         close = difflib.get_close_matches(top, sorted(known), n=1)
         hint = f'; did you mean {close[0]!r}?' if close else ''
         raise ConfigCheckError(

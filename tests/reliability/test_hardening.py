@@ -71,7 +71,7 @@ def _width_48_checkpoint(tmp_path, cfg):
 
 @pytest.mark.parametrize('case', [
     'stages', 'auto_scale_lr', 'typo', 'mask_ratio', 'resume_width',
-    'load_from_text'
+    'load_from_text', 'variable'
 ])
 def test_cli_refuses_with_one_line(tmp_path, tiny, case):
     data, cfg = tiny
@@ -94,6 +94,11 @@ def test_cli_refuses_with_one_line(tmp_path, tiny, case):
         expect = ("--cfg-options optim_wraper.optimizer.lr: the config "
                   "has no key 'optim_wraper' and the runner does not read "
                   "one; did you mean 'optim_wrapper'?")
+    elif case == 'variable':
+        args = ['--cfg-options', 'stages=[0,1,2]']
+        expect = ("--cfg-options stages: 'stages' is a variable of the "
+                  'config file, used while the file was read; overriding it '
+                  'here changes nothing.')
     elif case == 'mask_ratio':
         args = ['--cfg-options', 'model.backbone.mask_ratio=0.99']
         expect = ('model.backbone.mask_ratio (DBOTViT): ValueError: '
