@@ -11,14 +11,14 @@ from typing import Optional, Sequence, Tuple, Union
 import torch
 import torch.nn.functional as F
 from mmpretrain.models.selfsup.mae import MAEViT
-from mmpretrain.models.utils import MultiheadAttention
+from mmpretrain.models.utils import MultiheadAttention, resize_pos_embed
 from mmpretrain.models.utils import attention as mmpretrain_attention
 from mmpretrain.registry import MODELS
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 
-def _pair(value) -> Tuple[int, int]:
+def to_pair(value) -> Tuple[int, int]:
     if isinstance(value, int):
         return value, value
     value = tuple(value)
@@ -33,7 +33,7 @@ def check_patch_grid(img_size, patch_size, owner: str) -> Tuple[int, int]:
     The fixed sin-cos tables and the token count shared by student, decoder
     and teacher all assume a square grid of whole patches.
     """
-    (h, w), (ph, pw) = _pair(img_size), _pair(patch_size)
+    (h, w), (ph, pw) = to_pair(img_size), to_pair(patch_size)
     if h % ph or w % pw:
         raise ValueError(
             f'{owner}: img_size={img_size} is not divisible by '
@@ -79,6 +79,21 @@ def use_fast_attention(module: nn.Module) -> nn.Module:
                 mmpretrain_attention.scaled_dot_product_attention:
             m.scaled_dot_product_attention = attention
     return module
+
+
+def with_cls_pos(vit: nn.Module, patches: torch.Tensor,
+                 grid: Sequence[int]) -> torch.Tensor:
+    """Patch tokens (B, h * w, C) of an mmpretrain ViT -> its cls token
+    first, plus the position table resized to ``grid``: the tokens that
+    enter the first block (as ``VisionTransformer.forward``)."""
+    x = torch.cat([vit.cls_token.expand(patches.shape[0], -1, -1), patches],
+                  dim=1)
+    return x + resize_pos_embed(
+        vit.pos_embed,
+        vit.patch_resolution,
+        grid,
+        mode=vit.interpolate_mode,
+        num_extra_tokens=vit.num_extra_tokens)
 
 
 def run_blocks(blocks, x: torch.Tensor, with_cp: bool) -> torch.Tensor:

@@ -23,10 +23,10 @@ import torch.utils.checkpoint as cp
 from mmengine.model import ModuleList
 from mmpretrain.models.backbones.beit import RelativePositionBias
 from mmpretrain.models.backbones.vision_transformer import VisionTransformer
-from mmpretrain.models.utils import (MultiheadAttention, build_norm_layer,
-                                     resize_pos_embed)
+from mmpretrain.models.utils import MultiheadAttention, build_norm_layer
 
 from ...utils.ckpt_load import load_pretrained
+from .dbot_vit import with_cls_pos
 from ...utils.registration import register_everywhere
 
 __all__ = ['ViTDense', 'RelPosBias', 'RelPosAttention']
@@ -331,13 +331,7 @@ class ViTDense(VisionTransformer):
     def _embed_tokens(self, x, hw):
         """Patch tokens (B, h * w, C) -> cls + position embedding (resized
         to ``hw``), dropout and pre-norm: the input of the first block."""
-        x = torch.cat((self.cls_token.expand(x.shape[0], -1, -1), x), dim=1)
-        x = x + resize_pos_embed(
-            self.pos_embed,
-            self.patch_resolution,
-            hw,
-            mode=self.interpolate_mode,
-            num_extra_tokens=self.num_extra_tokens)
+        x = with_cls_pos(self, x, hw)
         return self.pre_norm(self.drop_after_pos(x))
 
     def forward(self, x):

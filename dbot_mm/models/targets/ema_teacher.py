@@ -53,9 +53,9 @@ published recipe). Here both sides always use the same first ``shrink_num``
 from typing import Mapping, Optional, Tuple, Union
 
 import torch
-from mmpretrain.models.utils import resize_pos_embed
 from mmpretrain.registry import MODELS
 
+from ..backbones.dbot_vit import with_cls_pos
 from .vit_teacher import ViTTeacher
 
 
@@ -141,11 +141,7 @@ class EMATeacher(ViTTeacher):
         blocks, final norm; the cls token is dropped on return."""
         cls = (self.cls_token + self.pos_embed[:, :1]).to(patches.dtype)
         x = torch.cat([cls.expand(patches.shape[0], -1, -1), patches], 1)
-        for layer in self.layers[:self.depth]:
-            x = layer(x)
-        if self.final_norm:
-            x = self.ln1(x)
-        return x[:, 1:]
+        return self.blocks(x)[:, 1:]
 
     @torch.no_grad()
     def forward(self,
@@ -154,12 +150,7 @@ class EMATeacher(ViTTeacher):
                 ids_masked: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Patch tokens: (B * F, n, C) folds, or (B, L, C) for the image."""
         x, grid = self.patch_embed(inputs)
-        x = x + resize_pos_embed(
-            self.pos_embed,
-            self.patch_resolution,
-            grid,
-            mode=self.interpolate_mode,
-            num_extra_tokens=self.num_extra_tokens)[:, 1:]
+        x = with_cls_pos(self, x, grid)[:, 1:]  # own cls token per view
         if self.shrink_num is not None:
             if ids_masked is None:
                 raise ValueError('EMATeacher with shrink_num needs the '
@@ -191,19 +182,8 @@ class EMATeacher(ViTTeacher):
         m = float(momentum)
         if not 0. <= m <= 1.:
             raise ValueError(f'EMA momentum must be in [0, 1], got {m}')
-        pairs = []
-        for name, dst in self.state_dict(keep_vars=True).items():
-            if not dst.is_floating_point():
-                continue
-            if name not in state:
-                raise KeyError(f'EMATeacher: student state has no "{name}"')
-            src = state[name]
-            if src.shape != dst.shape:
-                raise ValueError(
-                    f'EMATeacher: shape mismatch for "{name}": student '
-                    f'{tuple(src.shape)} vs teacher {tuple(dst.shape)}')
-            pairs.append((dst, src))
-        for dst, src in pairs:
+        for dst, src in self.match_state(state, 'EMATeacher: student state',
+                                         'student'):
             dst.mul_(m).add_(src.to(dst) * (1 - m))
 
     def info(self) -> dict:

@@ -10,7 +10,7 @@ CLIP's block details (``ln_pre``, QuickGELU, no patch-embed bias, eps 1e-5).
 Everything else - depth buffer, freezing, eval mode - is :class:`ViTTeacher`.
 """
 import os.path as osp
-from typing import Dict, Optional, Sequence, Tuple, Union
+from typing import Dict, Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
@@ -20,13 +20,8 @@ from mmpretrain.models.utils import resize_pos_embed
 from mmpretrain.registry import MODELS
 from torch import nn
 
+from ..backbones.dbot_vit import to_pair, with_cls_pos
 from .vit_teacher import ViTTeacher
-
-
-def _pair(value) -> Tuple[int, int]:
-    if isinstance(value, int):
-        return value, value
-    return tuple(int(v) for v in value)
 
 
 @MODELS.register_module()
@@ -110,7 +105,7 @@ class PretrainedTeacher(ViTTeacher):
         self.out_proj = nn.Linear(self.embed_dims, out_proj_dims, bias=False) \
             if out_proj_dims else None
         self.out_dims = out_proj_dims or self.embed_dims
-        self.out_size = _pair(out_size) if out_size is not None \
+        self.out_size = to_pair(out_size) if out_size is not None \
             else tuple(self.patch_resolution)
         self.num_patches = self.out_size[0] * self.out_size[1]
         self._set_input_norm(data_norm, teacher_norm)
@@ -174,32 +169,12 @@ class PretrainedTeacher(ViTTeacher):
             raise KeyError(f'{filename} has no keys under prefix '
                            f'"{prefix}"; it has {prefixes[:10]}. Set the '
                            'teacher\'s `prefix`.')
-        pairs, missing = [], []
-        for name, dst in self.state_dict(keep_vars=True).items():
-            if name == 'active_depth':
-                continue
-            if name not in src:
-                block = name.split('.')
-                if block[0] == 'layers' and int(block[1]) >= self.depth:
-                    continue
-                missing.append(name)
-                continue
-            value = src[name]
-            if name == 'pos_embed' and value.shape != dst.shape and \
-                    value.shape[-1] == dst.shape[-1]:
-                value = self._resize_table(value)
-            if value.shape != dst.shape:
-                raise ValueError(
-                    f'{filename}: shape mismatch for "{prefix}{name}": '
-                    f'checkpoint {tuple(value.shape)} vs teacher '
-                    f'{tuple(dst.shape)} (check the teacher arch, '
-                    'patch_size and img_size).')
-            pairs.append((dst, value))
-        if missing:
-            raise KeyError(f'{filename} lacks teacher tensors (prefix '
-                           f'"{prefix}"): {missing[:10]}'
-                           + (' ...' if len(missing) > 10 else ''))
-        for dst, value in pairs:
+        table = src.get('pos_embed')
+        if table is not None and table.shape != self.pos_embed.shape and \
+                table.shape[-1] == self.pos_embed.shape[-1]:
+            src['pos_embed'] = self._resize_table(table)
+        for dst, value in self.match_state(src, filename, 'checkpoint',
+                                           self.depth, prefix):
             dst.copy_(value.to(dst.dtype))
         unused = sorted(set(src) - set(self.state_dict()))
         if unused:
@@ -255,20 +230,8 @@ class PretrainedTeacher(ViTTeacher):
             x = F.interpolate(
                 x, size=tuple(self.img_size), mode='bicubic',
                 align_corners=False)
-        B = x.shape[0]
         x, grid = self.patch_embed(x)
-        x = torch.cat([self.cls_token.expand(B, -1, -1), x], dim=1)
-        x = x + resize_pos_embed(
-            self.pos_embed,
-            self.patch_resolution,
-            grid,
-            mode=self.interpolate_mode,
-            num_extra_tokens=self.num_extra_tokens)
-        x = self.pre_norm(x)
-        for layer in self.layers[:self.depth]:
-            x = layer(x)
-        if self.final_norm:
-            x = self.ln1(x)
+        x = self.blocks(self.pre_norm(with_cls_pos(self, x, grid)))
         if self.out_proj is not None:
             x = self.out_proj(x)
         if tuple(grid) != self.out_size:

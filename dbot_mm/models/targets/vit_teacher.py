@@ -12,15 +12,15 @@ copy is refreshed wherever the buffer is written: ``set_depth``,
 ``load_from_student`` and state-dict loading.
 """
 import re
-from typing import Dict, Mapping, Optional, Union
+from typing import Dict, List, Mapping, Optional, Tuple, Union
 
 import torch
 from mmpretrain.models.selfsup.mae import MAEViT
-from mmpretrain.models.utils import resize_pos_embed
 from mmpretrain.registry import MODELS
 from torch.func import functional_call
 
-from ..backbones.dbot_vit import check_patch_grid, use_fast_attention
+from ..backbones.dbot_vit import (check_patch_grid, run_blocks,
+                                   use_fast_attention, with_cls_pos)
 from .base import BaseTarget
 
 _LAYER_KEY = re.compile(r'^layers\.(\d+)\.')
@@ -120,20 +120,13 @@ class ViTTeacher(MAEViT, BaseTarget):
                 mask: Optional[torch.Tensor] = None,
                 ids_masked: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Return all tokens (B, 1 + L, C), cls first, no final norm."""
-        B = x.shape[0]
         x, grid = self.patch_embed(x)
-        x = torch.cat([self.cls_token.expand(B, -1, -1), x], dim=1)
-        x = x + resize_pos_embed(
-            self.pos_embed,
-            self.patch_resolution,
-            grid,
-            mode=self.interpolate_mode,
-            num_extra_tokens=self.num_extra_tokens)
-        for layer in self.layers[:self.depth]:
-            x = layer(x)
-        if self.final_norm:
-            x = self.ln1(x)
-        return x
+        return self.blocks(with_cls_pos(self, x, grid))
+
+    def blocks(self, x: torch.Tensor) -> torch.Tensor:
+        """The ``depth`` active blocks, then the final norm if enabled."""
+        x = run_blocks(self.layers[:self.depth], x, with_cp=False)
+        return self.ln1(x) if self.final_norm else x
 
     @torch.no_grad()
     def forward_bf16(self, inputs: torch.Tensor, **kwargs) -> torch.Tensor:
@@ -154,11 +147,49 @@ class ViTTeacher(MAEViT, BaseTarget):
                                    (inputs.to(torch.bfloat16), ), kwargs,
                                    strict=False)
 
-    def _runs(self, name: str) -> bool:
-        """Whether tensor ``name`` takes part in the forward at this depth:
-        all but those of the blocks at or beyond ``depth``."""
+    def _runs(self, name: str, depth: Optional[int] = None) -> bool:
+        """Whether tensor ``name`` takes part in the forward at ``depth``
+        (default: the current one): all but the blocks at or beyond it."""
         match = _LAYER_KEY.match(name)
-        return not match or int(match.group(1)) < self.depth
+        depth = self.depth if depth is None else depth
+        return not match or int(match.group(1)) < depth
+
+    def match_state(self,
+                    state: Mapping[str, torch.Tensor],
+                    source: str,
+                    kind: str,
+                    depth: Optional[int] = None,
+                    prefix: str = ''
+                    ) -> List[Tuple[torch.Tensor, torch.Tensor]]:
+        """(teacher tensor, ``state`` tensor) pairs, all or none.
+
+        Every teacher tensor but ``active_depth`` must be in ``state`` with
+        its shape; with ``depth`` given, blocks at or beyond it may be
+        missing (a deeper teacher than the source). Extra ``state`` keys are
+        ignored (the official ``strict=False`` loads). ``source``, ``kind``
+        and ``prefix`` name the source in the errors.
+        """
+        pairs, missing = [], []
+        for name, dst in self.state_dict(keep_vars=True).items():
+            if name == 'active_depth':
+                continue
+            if name not in state:
+                if depth is None or self._runs(name, depth):
+                    missing.append(name)
+                continue
+            src = state[name]
+            if src.shape != dst.shape:
+                raise ValueError(
+                    f'{source}: shape mismatch for "{prefix}{name}": {kind} '
+                    f'{tuple(src.shape)} vs teacher {tuple(dst.shape)} '
+                    '(check the arch, img_size and patch_size of both).')
+            pairs.append((dst, src))
+        if missing:
+            raise KeyError(
+                f'{source} lacks teacher tensors (prefix "{prefix}"'
+                + ('' if depth is None else f', teacher depth {depth}')
+                + f'): {missing[:10]}' + (' ...' if len(missing) > 10 else ''))
+        return pairs
 
     @torch.no_grad()
     def load_from_student(self,
@@ -185,26 +216,8 @@ class ViTTeacher(MAEViT, BaseTarget):
                 f'teacher width (arch.embed_dims={self.embed_dims}); a '
                 f'teacher can only be bootstrapped from a student of the '
                 f'same width.')
-        pairs = []
-        for name, dst in self.state_dict(keep_vars=True).items():
-            if name == 'active_depth':
-                continue
-            if name not in state:
-                match = _LAYER_KEY.match(name)
-                if match and int(match.group(1)) >= depth:
-                    continue
-                raise KeyError(
-                    f'student state has no "{name}", which a teacher of '
-                    f'depth {depth} needs (student has fewer blocks than '
-                    f'depth, or a different layout).')
-            src = state[name]
-            if src.shape != dst.shape:
-                raise ValueError(
-                    f'shape mismatch for "{name}": student '
-                    f'{tuple(src.shape)} vs teacher {tuple(dst.shape)} '
-                    f'(check arch, img_size and patch_size of both).')
-            pairs.append((dst, src))
-        for dst, src in pairs:
+        for dst, src in self.match_state(state, 'student state', 'student',
+                                         depth):
             dst.copy_(src)
         self.active_depth.fill_(depth)
         self._depth = depth
