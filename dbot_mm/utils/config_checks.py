@@ -130,8 +130,8 @@ def check_dataset_paths(cfg, modes=('train', )) -> None:
         if root and not osp.isdir(root):
             others = [k for k, d in entries if k != key and
                       (d.get('data_root') or '') == root]
-            also = (f' The same path is also set in '
-                    f'{", ".join(o + ".data_root" for o in others)}.'
+            also = (f'; the same path is also set in '
+                    f'{", ".join(o + ".data_root" for o in others)}'
                     if others else '')
             raise ConfigCheckError(
                 f'{key}.data_root: directory not found: {root} '

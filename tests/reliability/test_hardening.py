@@ -289,9 +289,9 @@ def test_monitor_data_is_checked_before_the_first_step(tiny, tmp_path):
         c.custom_hooks[5][key].dataset.data_root = missing
     with pytest.raises(ConfigCheckError, match=(
             '^train_dataloader.dataset.data_root: directory not found: '
-            f'{missing} .* The same path is also set in custom_hooks'
+            f'{missing} .*=PATH; the same path is also set in custom_hooks'
             r'\[5\].train_dataloader.dataset.data_root, custom_hooks\[5\].'
-            'val_dataloader.dataset.data_root.$')):
+            'val_dataloader.dataset.data_root$')):
         check_config(c)
     c.train_dataloader.dataset.data_root = data
     with pytest.raises(ConfigCheckError, match=(
