@@ -119,12 +119,18 @@ def test_cli_refuses_with_one_line(tmp_path, tiny, case):
     assert not glob.glob(str(work / '*.pth'))
 
 
-def test_auto_scale_lr_is_applied_when_configured(train_tool, tiny):
+def test_auto_scale_lr_is_applied_when_configured(train_tool, tiny,
+                                                  tmp_path):
     _, cfg = tiny
-    args = train_tool.parse_args([cfg, '--auto-scale-lr', '--cfg-options',
+    args = train_tool.parse_args([cfg, '--auto-scale-lr', '--work-dir',
+                                  str(tmp_path / 'w'), '--cfg-options',
                                   'auto_scale_lr.base_batch_size=8'])
     merged = train_tool.merge_args(Config.fromfile(cfg), args)
     assert merged.auto_scale_lr == dict(base_batch_size=8, enable=True)
+    runner = train_tool.build(merged)  # mmengine applies it: 1e-3 * 4 / 8
+    wrapper = runner.build_optim_wrapper(runner.optim_wrapper)
+    runner.scale_lr(wrapper, runner.auto_scale_lr)
+    assert {g['lr'] for g in wrapper.param_groups} == {1e-3 * 4 / 8}
 
 
 # ---- user mistakes: one line naming the key or the file --------------------
