@@ -108,6 +108,13 @@ class KNNMonitorHook(Hook):
     of the message hub, so they survive ``--resume``.  Under DDP every rank embeds its shard; the shards are
     gathered so that all ranks see the same number.
 
+    A side measurement never costs the run: an error while scoring (an
+    unreadable image, out of memory) is logged as one ERROR line and
+    training goes on, so the checkpoint written at the same epoch end is
+    never lost; non-finite features log a warning instead of an accuracy.
+    Its data paths are checked with the rest of the config before the first
+    step (``dbot_mm.utils.config_checks``).
+
     Args:
         train_dataloader (dict | DataLoader): Labelled memory bank, e.g. a
             ``CustomDataset`` with a test-style pipeline ending in
