@@ -6,7 +6,8 @@ re-run epoch, ``latest.pth``) the good copy is gone. ``--resume auto`` then
 trusts ``last_checkpoint`` blindly. Here local writes go to a temporary file
 in the same directory and are renamed into place atomically, and
 auto-resume skips any checkpoint that is not a complete archive, falling
-back to the newest complete one.
+back to the newest complete one. :mod:`dbot_mm.compat` installs both into
+mmengine.
 """
 import logging
 import os
@@ -134,21 +135,3 @@ def find_latest_valid_checkpoint(work_dir: str) -> Optional[str]:
         print_log('Did not find last_checkpoint to be resumed.',
                   logger='current')
     return None
-
-
-def patch_mmengine() -> None:
-    """Make mmengine's local writes atomic and auto-resume validating."""
-    from mmengine.fileio.backends import LocalBackend
-    from mmengine.runner import checkpoint as ckpt_mod
-    from mmengine.runner import runner as runner_mod
-
-    if getattr(LocalBackend.put, '_dbot_mm_atomic', False):
-        return
-
-    def put(self, obj: bytes, filepath) -> None:
-        atomic_write_bytes(obj, str(filepath))
-
-    put._dbot_mm_atomic = True
-    LocalBackend.put = put
-    ckpt_mod.find_latest_checkpoint = find_latest_valid_checkpoint
-    runner_mod.find_latest_checkpoint = find_latest_valid_checkpoint
