@@ -13,6 +13,7 @@ ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DEMO = osp.join(ROOT, 'configs/pretrain/dbot_demo_fashion-mnist.py')
 VITB = osp.join(ROOT, 'configs/pretrain/dbot_vitb.py')
 FASHION_MNIST_SRC = '/usr/share/datasets/fashion-mnist'
+FP32_CFG = osp.join(ROOT, 'configs/reproduce/mini-study_dbot_fashion-mnist.py')
 
 
 def merged(tool, argv):
@@ -24,7 +25,9 @@ def test_train_defaults(train_tool):
     cfg = merged(train_tool, [DEMO])
     assert cfg.work_dir == osp.join('work_dirs', 'dbot_demo_fashion-mnist')
     assert cfg.launcher == 'none' and not cfg.resume
-    assert cfg.optim_wrapper.type == 'OptimWrapper'
+    # the demo ships bf16 autocast (twice the fp32 step on CPU)
+    assert cfg.optim_wrapper.type == 'AutocastOptimWrapper'
+    assert cfg.optim_wrapper.dtype == 'bfloat16'
 
 
 def test_train_flags(train_tool, tmp_path):
@@ -38,11 +41,16 @@ def test_train_flags(train_tool, tmp_path):
     ])
     assert cfg.work_dir == str(tmp_path) and cfg.launcher == 'pytorch'
     assert cfg.resume and cfg.load_from == str(ckpt)
+    # the demo is already bf16 autocast: --amp keeps it
+    assert cfg.optim_wrapper.type == 'AutocastOptimWrapper'
+    assert cfg.train_dataloader.batch_size == 8 and cfg.randomness.seed == 5
+
+    # an fp32 config gets the wrapper of the device and a dynamic scale
+    cfg = merged(train_tool, [FP32_CFG, '--amp'])
     assert cfg.optim_wrapper.type == ('AmpOptimWrapper' if
                                       torch.cuda.is_available() else
                                       'AutocastOptimWrapper')
     assert cfg.optim_wrapper.loss_scale == 'dynamic'
-    assert cfg.train_dataloader.batch_size == 8 and cfg.randomness.seed == 5
 
     cfg = merged(train_tool, [VITB, '--resume', '--amp', 'bf16'])
     assert cfg.resume and cfg.load_from is None  # latest in work_dir

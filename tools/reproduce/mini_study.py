@@ -33,6 +33,7 @@ import logging
 import os
 import os.path as osp
 import platform
+import re
 import subprocess
 import sys
 import time
@@ -878,8 +879,25 @@ def write_report(path, p, preset, results, inits, tasks, best, timings,
         '',
     ]
     os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
+    kept = kept_sections(path)
     with open(path, 'w') as f:
-        f.write('\n'.join(lines))
+        f.write('\n'.join(lines) + kept)
+
+
+def kept_sections(path) -> str:
+    """Sections other studies write into the report (between ``<!-- begin:
+    NAME -->`` and ``<!-- end: NAME -->``, e.g. ``demo_study.py``'s early-dip
+    study): carried over when this report is rewritten."""
+    if not osp.isfile(path):
+        return ''
+    with open(path) as f:
+        text = f.read()
+    blocks = re.findall(r'\n<!-- begin: (\S+) -->.*?<!-- end: \1 -->\n', text,
+                        flags=re.S)
+    return ''.join(
+        re.search(rf'\n<!-- begin: {re.escape(b)} -->.*?<!-- end: '
+                  rf'{re.escape(b)} -->\n', text, flags=re.S).group(0)
+        for b in blocks)
 
 
 # --------------------------------------------------------------------- main
