@@ -225,7 +225,7 @@ def run_official(name, r, seed, args, fm_root):
            '--mask-ratio', str(r['mask_ratio']),
            '--knn-every', str(r['knn_every_iters'] / steps),
            '--stage-epochs', '0', *[str(e) for e in _cumsum(r['stage_epochs'])],
-           '--seed', str(seed), '--out', out]
+           '--seed', str(seed), '--threads', str(args.threads), '--out', out]
     if args.official_timm:
         cmd += ['--official-timm', args.official_timm]
     if not r['norm_target']:

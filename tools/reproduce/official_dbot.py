@@ -184,11 +184,12 @@ def main(argv=None):
     opt_args = argparse.Namespace(
         lr=lr, min_lr=0., warmup_epochs=args.warmup,
         stage_epochs=args.stage_epochs, epochs=args.stage_epochs[-1])
-    param_groups = timm.optim.optim_factory.add_weight_decay(
-        model, args.weight_decay) if hasattr(
-            timm.optim.optim_factory, 'add_weight_decay') else \
-        timm.optim.optim_factory.param_groups_weight_decay(
-            model, args.weight_decay)
+    import importlib
+    factory = importlib.import_module('timm.optim.optim_factory')
+    # main_pretrain.py: timm's add_weight_decay (renamed in timm 1.x)
+    param_groups = getattr(factory, 'add_weight_decay', None) or getattr(
+        factory, 'param_groups_weight_decay')
+    param_groups = param_groups(model, args.weight_decay)
     optimizer = torch.optim.AdamW(param_groups, lr=lr, betas=(0.9, 0.95))
     scaler = misc.NativeScalerWithGradNormCount()
     mean, std = args.mean, args.std
