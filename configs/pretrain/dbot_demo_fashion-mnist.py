@@ -130,7 +130,13 @@ custom_hooks = [
         eval_at_start=True,
         cache_data=True,  # 6k small images: decode them once
         k=20),
-    dict(type='CurvePlotHook'),  # <work_dir>/curves.png at the end
+    # <work_dir>/curves.png at the end
+    dict(
+        type='CurvePlotHook',
+        labels={
+            'knn': 'Fashion-MNIST',
+            'knn/digits': 'digits (never trained on)'
+        }),
 ]
 default_hooks = dict(
     logger=dict(interval=10),

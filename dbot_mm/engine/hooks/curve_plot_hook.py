@@ -30,6 +30,8 @@ class CurvePlotHook(Hook):
         filename (str): PNG name inside the work dir.
         interval (int): Iterations averaged into one loss point.
         stages (Sequence[int], optional): Stage boundaries in epochs.
+        labels (dict, optional): Legend name of each kNN monitor by its key
+            prefix (``'knn'``, ``'knn/<name>'``); default: the prefix.
     """
 
     priority = 'LOW'
@@ -37,13 +39,15 @@ class CurvePlotHook(Hook):
     def __init__(self,
                  filename: str = 'curves.png',
                  interval: int = 10,
-                 stages: Optional[Sequence[int]] = None):
+                 stages: Optional[Sequence[int]] = None,
+                 labels: Optional[dict] = None):
         if interval < 1:
             raise ValueError(f'CurvePlotHook: interval must be >= 1, '
                              f'got {interval}')
         self.filename = filename
         self.interval = interval
         self.stages = None if stages is None else list(stages)
+        self.labels = dict(labels or {})
         self._sum, self._count = 0.0, 0
 
     def after_train_iter(self, runner, batch_idx, data_batch=None,
@@ -75,20 +79,23 @@ class CurvePlotHook(Hook):
     def after_train(self, runner) -> None:
         path = osp.join(runner.work_dir, self.filename)
         info = runner.message_hub.runtime_info
-        knn = {key[:-len('/history')]: (info[key],
-                                        info.get(key[:-7] + 'start_top1'))
-               for key in sorted(info)
-               if key.startswith('knn') and key.endswith('/history')}
+        prefixes = sorted((key[:-len('/history')] for key in info
+                           if key.startswith('knn')
+                           and key.endswith('/history')),
+                          key=lambda p: (p != 'knn', p))  # main one first
+        knn = {self.labels.get(p, p): (info[p + '/history'],
+                                       info.get(p + '/start_top1'))
+               for p in prefixes}
         self.plot(info.get('curves/loss', []), knn,
                   self._boundaries(runner), path,
-                  title=getattr(runner, 'experiment_name', ''))
+                  title=osp.basename(osp.normpath(runner.work_dir)))
         runner.logger.info(f'Loss and kNN curves written to {path}')
 
     @staticmethod
     def plot(loss, knn, boundaries, path, title=''):
         """Draw the two panels; usable on histories read from a checkpoint.
 
-        ``knn`` maps a monitor's key prefix (``knn``, ``knn/digits``) to its
+        ``knn`` maps a monitor's legend name to its
         ``(history, start_top1)``.
         """
         import matplotlib
@@ -102,9 +109,8 @@ class CurvePlotHook(Hook):
             ax_loss.plot(x, y, lw=1.2, color='tab:blue')
         ax_loss.set_ylabel('training loss')
         colours = iter(['tab:green', 'tab:purple', 'tab:orange', 'tab:cyan'])
-        for prefix, (history, start) in knn.items():
+        for label, (history, start) in knn.items():
             colour = next(colours, 'black')
-            label = prefix.split('/', 1)[1] if '/' in prefix else 'kNN'
             if history:
                 x, y = zip(*history)
                 ax_knn.plot(x, y, 'o-', color=colour, label=f'{label}: student')
@@ -127,7 +133,7 @@ class CurvePlotHook(Hook):
                          label='stage boundary (teacher <- student)')
             ax_loss.legend(loc='upper right', fontsize=8)
         if knn:
-            ax_knn.legend(loc='lower right', fontsize=8)
+            ax_knn.legend(loc='best', fontsize=8)
         if title:
             fig.suptitle(title, fontsize=10)
         fig.tight_layout()
