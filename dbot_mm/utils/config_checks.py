@@ -523,6 +523,20 @@ def check_checkpoint_fits(model, path: str, key: str = '--resume',
         raise ConfigCheckError(
             f'{key}: {path} has no tensor of this model (its top-level '
             f'prefixes: {heads}). {hint}')
+    if key != '--resume':
+        return
+    meta = ckpt.get('meta') if isinstance(ckpt, dict) else None
+    if not isinstance(meta, dict) or 'iter' not in meta or \
+            'optimizer' not in ckpt:
+        raise ConfigCheckError(
+            f'--resume: {path} is not a training checkpoint written by the '
+            'Runner (no optimizer state or meta.iter); to start from its '
+            f'weights use --cfg-options load_from={path} without --resume.')
+    missing = [n for n, _ in model.named_parameters() if n not in state]
+    if missing:
+        raise ConfigCheckError(
+            f'--resume: {path} lacks {len(missing)} parameters of the model, '
+            f'e.g. "{missing[0]}" (another depth?). {hint}')
 
 
 def _find_type(cfg, type_name: str) -> List[str]:

@@ -119,6 +119,35 @@ def test_cli_refuses_with_one_line(tmp_path, tiny, case):
     assert not glob.glob(str(work / '*.pth'))
 
 
+def test_resume_needs_a_training_checkpoint_of_this_model(tmp_path, tiny):
+    """A weights-only file (used to fail with KeyError: 'iter' deep in
+    mmengine) and a checkpoint of another depth are refused."""
+    from mmpretrain.registry import MODELS
+
+    from dbot_mm.utils.config_checks import check_checkpoint_fits
+    _, cfg = tiny
+    init_default_scope('mmpretrain')
+    c = Config.fromfile(cfg)
+    model = MODELS.build(c.model)
+    path = str(tmp_path / 'weights.pth')
+    torch.save(dict(state_dict=model.state_dict()), path)
+    with pytest.raises(ConfigCheckError, match=(
+            f'^--resume: {path} is not a training checkpoint written by the '
+            r'Runner \(no optimizer state or meta.iter\)')):
+        check_checkpoint_fits(model, path, '--resume')
+    check_checkpoint_fits(model, path, 'load_from')  # weights are enough
+    c.model.backbone.arch.num_layers = 1
+    c.model.teacher.depth = 1
+    shallow = MODELS.build(c.model)
+    path = str(tmp_path / 'epoch_1.pth')
+    torch.save(dict(state_dict=shallow.state_dict(), optimizer={},
+                    meta=dict(epoch=1, iter=2)), path)
+    with pytest.raises(ConfigCheckError, match=(
+            f'^--resume: {path} lacks .* parameters of the model, e.g. '
+            '"backbone.layers.1.')):
+        check_checkpoint_fits(model, path, '--resume')
+
+
 def test_auto_scale_lr_is_applied_when_configured(train_tool, tiny,
                                                   tmp_path):
     _, cfg = tiny
