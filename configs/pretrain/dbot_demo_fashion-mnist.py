@@ -1,8 +1,8 @@
 # dBOT in a few minutes on 2 CPU cores: the small ViT of vit-tiny-p4.py
 # (32 px, patch 4) pre-trained on 10,000 Fashion-MNIST images in three stages
-# of 3 epochs, bf16 autocast. The log shows the kNN of the randomly
+# of 5 epochs, bf16 autocast. The log shows the kNN of the randomly
 # initialised student before the first step, the LR restarting at every
-# stage, the teacher being bootstrapped at epochs 3 and 6, and at every stage
+# stage, the teacher being bootstrapped at epochs 5 and 10, and at every stage
 # end the kNN on Fashion-MNIST and on handwritten digits (never trained on)
 # with its change against the start; a checkpoint is written at every stage
 # end and the loss / kNN curves to <work_dir>/curves.png. How the recipe was
@@ -23,7 +23,7 @@ data_root = 'data/fashion_mnist'
 digits_root = 'data/digits'  # never trained on: a second kNN check
 num_train = 10000
 batch_size = 128
-stages = [0, 3, 6, 9]  # three stages of 3 epochs
+stages = [0, 5, 10, 15]  # three stages of 5 epochs
 teacher_depths = [4, 4, 4]  # all blocks of the 4-block teacher, as ViT-B
 warmup_epochs = 1
 img_size = _base_.model.backbone.img_size

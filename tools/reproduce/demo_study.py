@@ -61,9 +61,6 @@ SWEEP = {
         num_train=10000, stage_epochs=[3, 3, 3])),
     '3x5ep-10k': ('longer stages', recipe(
         num_train=10000, stage_epochs=[5, 5, 5])),
-    '3x3ep-10k-w2': ('2 warmup epochs per stage (see the dip study)',
-                     recipe(num_train=10000, stage_epochs=[3, 3, 3],
-                            warmup=2)),
 }
 
 # The dip: one stage, kNN every 20 iterations, one knob at a time.
