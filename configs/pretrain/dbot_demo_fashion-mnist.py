@@ -87,6 +87,18 @@ def _knn_loader(root, split, size=None):
 
 # bf16 autocast: about 2x the fp32 step on CPU, same losses
 # (docs/performance.md)
+def _knn_monitor(root, bank_size=None, **kwargs):
+    return dict(
+        type='KNNMonitorHook',
+        train_dataloader=_knn_loader(root, 'train', bank_size),
+        val_dataloader=_knn_loader(root, 'val'),
+        interval=0,
+        eval_at_start=True,
+        cache_data=True,  # a few thousand small images: decode them once
+        k=20,
+        **kwargs)
+
+
 optim_wrapper = dict(
     type='AutocastOptimWrapper',
     dtype='bfloat16',
@@ -113,23 +125,8 @@ custom_hooks = [
     dict(type='NonFiniteLossHook'),
     # kNN of the student before the first step and at every stage end
     # (stages from StageBootstrapHook), with its change against the start
-    dict(
-        type='KNNMonitorHook',
-        train_dataloader=_knn_loader(data_root, 'train', 2000),
-        val_dataloader=_knn_loader(data_root, 'val'),
-        interval=0,
-        eval_at_start=True,
-        cache_data=True,  # 6k small images: decode them once
-        k=20),
-    dict(
-        type='KNNMonitorHook',
-        name='digits',
-        train_dataloader=_knn_loader(digits_root, 'train'),
-        val_dataloader=_knn_loader(digits_root, 'val'),
-        interval=0,
-        eval_at_start=True,
-        cache_data=True,  # 6k small images: decode them once
-        k=20),
+    _knn_monitor(data_root, bank_size=2000),
+    _knn_monitor(digits_root, name='digits'),
     # <work_dir>/curves.png at the end
     dict(
         type='CurvePlotHook',

@@ -158,23 +158,29 @@ class FakeBootstrapHook(Hook):
     stages = [0, 1, 3]
 
 
-def test_hook_in_runner_logs_top1(tmp_path):
+def toy_runner(tmp_path, name, knn_args, extra_hooks=()):
+    """3 epochs of 2 iterations; a kNN monitor on 30 / 9 colour images and
+    stage ends at epochs 1 and 3."""
     loader = dict(batch_size=4, num_workers=0,
                   collate_fn=dict(type='default_collate'))
     knn_cfg = dict(
-        type='KNNMonitorHook', interval=2, k=5,
+        type='KNNMonitorHook', k=5, **knn_args,
         train_dataloader=dict(loader, dataset=ColourData(30, 0)),
         val_dataloader=dict(loader, dataset=ColourData(9, 1)))
-    runner = Runner(
+    return Runner(
         model=ToyModel(), work_dir=str(tmp_path),
         train_dataloader=dict(loader, dataset=ColourData(8, 2),
                               sampler=dict(type='DefaultSampler',
                                            shuffle=True)),
         train_cfg=dict(by_epoch=True, max_epochs=3),
         optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.01)),
-        custom_hooks=[knn_cfg, FakeBootstrapHook()],
+        custom_hooks=[knn_cfg, FakeBootstrapHook(), *extra_hooks],
         default_hooks=dict(checkpoint=None),
-        default_scope='mmpretrain', experiment_name='knn_toy')
+        default_scope='mmpretrain', experiment_name=name)
+
+
+def test_hook_in_runner_logs_top1(tmp_path):
+    runner = toy_runner(tmp_path, 'knn_toy', dict(interval=2))
     runner.train()
 
     # stage end 1, interval 2, stage end and last epoch 3
@@ -258,23 +264,9 @@ def test_ddp_ranks_gather_the_whole_set_and_agree(tmp_path):
 def test_start_score_deltas_summary_and_curve_png(tmp_path):
     """eval_at_start scores the untrained student once, later lines give the
     change against it, and CurvePlotHook draws both histories."""
-    loader = dict(batch_size=4, num_workers=0,
-                  collate_fn=dict(type='default_collate'))
-    knn_cfg = dict(
-        type='KNNMonitorHook', interval=0, k=5, eval_at_start=True,
-        train_dataloader=dict(loader, dataset=ColourData(30, 0)),
-        val_dataloader=dict(loader, dataset=ColourData(9, 1)))
-    runner = Runner(
-        model=ToyModel(), work_dir=str(tmp_path),
-        train_dataloader=dict(loader, dataset=ColourData(8, 2),
-                              sampler=dict(type='DefaultSampler',
-                                           shuffle=True)),
-        train_cfg=dict(by_epoch=True, max_epochs=3),
-        optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.01)),
-        custom_hooks=[knn_cfg, FakeBootstrapHook(),
-                      dict(type='CurvePlotHook', interval=1)],
-        default_hooks=dict(checkpoint=None),
-        default_scope='mmpretrain', experiment_name='knn_start')
+    runner = toy_runner(tmp_path, 'knn_start',
+                        dict(interval=0, eval_at_start=True),
+                        [dict(type='CurvePlotHook', interval=1)])
     runner.train()
 
     hub = runner.message_hub
