@@ -73,6 +73,7 @@ DIP = {
     'no-target-norm': ('raw teacher tokens (no per-token normalisation)',
                        recipe(**_DIP, norm_target=False)),
     'decoder-4': ('decoder depth 4', recipe(**_DIP, dec_depth=4)),
+    'fp32': ('fp32 instead of bf16 autocast', recipe(**_DIP, amp=False)),
 }
 
 
