@@ -36,7 +36,6 @@ def test_equal_epochs_for_every_method_and_stage_bounds():
 def test_configs_follow_the_preset(tmp_path):
     ms = _study()
     import dbot_mm  # noqa: F401
-    ms._register_start_hook()
     p = ms.PRESETS['quick']
     cfg, stages = ms.pretrain_cfg(p, 'dbot_3stage', 1, 'some/root',
                                   str(tmp_path), False)
@@ -49,7 +48,8 @@ def test_configs_follow_the_preset(tmp_path):
     assert cfg.train_cfg.max_epochs == p['epochs']
     assert cfg.randomness.seed == 1
     knn = next(h for h in cfg.custom_hooks
-               if h['type'] == 'KNNMonitorFromStartHook')
+               if h['type'] == 'KNNMonitorHook')
+    assert knn['eval_at_start']
     assert knn['train_dataloader']['dataset']['data_root'] == 'some/root'
     mae, _ = ms.pretrain_cfg(p, 'mae', 0, 'r', str(tmp_path), False)
     assert mae.model.type == 'MAE'

@@ -271,7 +271,7 @@ def pretrain_cfg(p: dict, method: str, seed: int, data_root: str,
     cfg.train_cfg.max_epochs = epochs
     for h in hooks:
         if h['type'] == 'KNNMonitorHook':
-            h['type'] = 'KNNMonitorFromStartHook'
+            h['eval_at_start'] = True  # every curve starts at random init
             h['interval'] = p['knn_interval']
             for loader, size in zip(
                     (h['train_dataloader'], h['val_dataloader']),
@@ -290,23 +290,6 @@ def pretrain_cfg(p: dict, method: str, seed: int, data_root: str,
     cfg.log_level = 'INFO' if verbose else 'WARNING'
     cfg.launcher = 'none'
     return cfg, stages
-
-
-def _register_start_hook():
-    """KNNMonitorHook that also measures the untrained student, so every
-    curve starts at its random initialisation."""
-    from mmpretrain.registry import HOOKS
-
-    from dbot_mm.engine.hooks.knn_monitor_hook import KNNMonitorHook
-    if 'KNNMonitorFromStartHook' in HOOKS.module_dict:
-        return
-
-    @HOOKS.register_module()
-    class KNNMonitorFromStartHook(KNNMonitorHook):
-
-        def before_train(self, runner) -> None:
-            if runner.epoch == 0:
-                self.evaluate(runner, step=0)
 
 
 def knn_curve(runner) -> List[List[float]]:
@@ -963,7 +946,6 @@ def main(argv=None):
     MMLogger.get_instance(f'mini_study_{time.time_ns()}',
                           log_level='INFO' if args.verbose else 'WARNING')
     import dbot_mm  # noqa: F401  (registers everything)
-    _register_start_hook()
     machine = machine_info()
     log(f'preset {args.preset}: seeds {p["seeds"]}, methods {p["methods"]}'
         f'; {machine["cpu"]}, {machine["cores"]} cores, load '
