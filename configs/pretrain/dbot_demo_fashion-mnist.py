@@ -17,7 +17,7 @@ _base_ = [
     '../_base_/models/dbot.py',
     '../_base_/default_runtime.py',
 ]
-from dbot_mm.engine.schedules import stage_lr_schedulers  # noqa: E402
+from dbot_mm.engine.schedules import stage_recipe  # noqa: E402
 
 data_root = 'data/fashion_mnist'
 digits_root = 'data/digits'  # never trained on: a second kNN check
@@ -113,28 +113,27 @@ optim_wrapper = dict(
     # as the official add_weight_decay: only biases and 1-D tensors are
     # exempt; cls_token and mask_token are decayed
     paramwise_cfg=dict(bias_decay_mult=0., flat_decay_mult=0.))
-param_scheduler = stage_lr_schedulers(stages, warmup_epochs=warmup_epochs)
 train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=stages[-1])
 
-custom_hooks = [
-    dict(
-        type='StageBootstrapHook',
-        stages=stages,
-        teacher_depths=teacher_depths),
-    dict(type='EpochSeedHook'),
-    dict(type='NonFiniteLossHook'),
-    # kNN of the student before the first step and at every stage end
-    # (stages from StageBootstrapHook), with its change against the start
-    _knn_monitor(data_root, bank_size=2000),
-    _knn_monitor(digits_root, name='digits'),
-    # <work_dir>/curves.png at the end
-    dict(
-        type='CurvePlotHook',
-        labels={
-            'knn': 'Fashion-MNIST',
-            'knn/digits': 'digits (never trained on)'
-        }),
-]
+# per-stage warmup + cosine; StageBootstrapHook, EpochSeedHook,
+# NonFiniteLossHook, then the monitors
+param_scheduler, custom_hooks = stage_recipe(
+    stages,
+    teacher_depths,
+    warmup_epochs=warmup_epochs,
+    extra_hooks=[
+        # kNN of the student before the first step and at every stage end
+        # (stages from StageBootstrapHook), with its change against the start
+        _knn_monitor(data_root, bank_size=2000),
+        _knn_monitor(digits_root, name='digits'),
+        # <work_dir>/curves.png at the end
+        dict(
+            type='CurvePlotHook',
+            labels={
+                'knn': 'Fashion-MNIST',
+                'knn/digits': 'digits (never trained on)'
+            }),
+    ])
 default_hooks = dict(
     logger=dict(interval=10),
     checkpoint=dict(interval=stages[1] - stages[0], max_keep_ckpts=-1))

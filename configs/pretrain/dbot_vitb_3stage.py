@@ -3,20 +3,14 @@
 # Everything else as dbot_vitb.py; 1600 epochs split as evenly as possible
 # (the official scripts only give the two-stage split).
 _base_ = ['./dbot_vitb.py']
-from dbot_mm.engine.schedules import stage_lr_schedulers  # noqa: E402
+from dbot_mm.engine.schedules import stage_recipe  # noqa: E402
 
 stages = [0, 533, 1066, 1600]
 teacher_depths = [12, 12, 12]
 
-param_scheduler = stage_lr_schedulers(
-    stages, warmup_epochs=_base_.warmup_epochs)
-custom_hooks = [
-    dict(
-        type='StageBootstrapHook',
-        stages=stages,
-        teacher_depths=teacher_depths,
-        reinit_student=True,
-        reset_optimizer=False),
-    dict(type='EpochSeedHook'),
-    dict(type='NonFiniteLossHook'),
-]
+param_scheduler, custom_hooks = stage_recipe(
+    stages,
+    teacher_depths,
+    warmup_epochs=_base_.warmup_epochs,
+    reinit_student=True,
+    reset_optimizer=False)

@@ -37,7 +37,7 @@ _base_ = [
     '../_base_/datasets/imagenet_dbot_pretrain.py',
     '../_base_/default_runtime.py',
 ]
-from dbot_mm.engine.schedules import stage_lr_schedulers  # noqa: E402
+from dbot_mm.engine.schedules import stage_recipe  # noqa: E402
 
 stages = [0, 1600]  # one stage: a fixed teacher is never bootstrapped
 warmup_epochs = 10  # run.sh --warmup_epochs
@@ -138,12 +138,10 @@ optim_wrapper = dict(
         }))
 auto_scale_lr = dict(base_batch_size=4096)
 
-param_scheduler = stage_lr_schedulers(
+# one stage, fixed teacher: no StageBootstrapHook
+param_scheduler, custom_hooks = stage_recipe(
     stages, warmup_epochs=warmup_epochs, start_factor=0., eta_min=1e-5)
 train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=stages[-1])
-
-# no StageBootstrapHook: one stage, fixed teacher
-custom_hooks = [dict(type='EpochSeedHook'), dict(type='NonFiniteLossHook')]
 default_hooks = dict(
     logger=dict(interval=50),
     checkpoint=dict(interval=20, max_keep_ckpts=3))  # --save_ckpt_freq 20

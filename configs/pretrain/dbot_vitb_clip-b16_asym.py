@@ -15,7 +15,7 @@
 #       ViT-B-16.pt checkpoints/clip-vit-b16_teacher.pth
 #   tools/dist_train.sh configs/pretrain/dbot_vitb_clip-b16_asym.py 32
 _base_ = './dbot_vitb.py'
-from dbot_mm.engine.schedules import stage_lr_schedulers  # noqa: E402
+from dbot_mm.engine.schedules import stage_recipe  # noqa: E402
 
 stages = [0, 1600]
 teacher_checkpoint = \
@@ -43,7 +43,6 @@ model = dict(
             std=[68.5005327, 66.6321579, 70.32316305])),
     init_teacher_from_student=False)
 
-param_scheduler = stage_lr_schedulers(stages, warmup_epochs=40)
+# one stage, fixed teacher: no StageBootstrapHook
+param_scheduler, custom_hooks = stage_recipe(stages, warmup_epochs=40)
 train_cfg = dict(max_epochs=stages[-1])
-# no StageBootstrapHook: one stage, fixed teacher
-custom_hooks = [dict(type='EpochSeedHook'), dict(type='NonFiniteLossHook')]

@@ -16,7 +16,7 @@
 # A dbot_mm ViT-L run works as well (its student is under "backbone."):
 #   DBOT_TEACHER=work_dirs/dbot_vitl/epoch_1600.pth tools/dist_train.sh ...
 _base_ = './dbot_vitb.py'
-from dbot_mm.engine.schedules import stage_lr_schedulers  # noqa: E402
+from dbot_mm.engine.schedules import stage_recipe  # noqa: E402
 
 stages = [0, 1600]
 teacher_checkpoint = '{{$DBOT_TEACHER:checkpoints/dbot_vitl_backbone.pth}}'
@@ -33,6 +33,5 @@ model = dict(
         final_norm=False),  # tlayernorm=0
     init_teacher_from_student=False)
 
-param_scheduler = stage_lr_schedulers(stages, warmup_epochs=40)
+param_scheduler, custom_hooks = stage_recipe(stages, warmup_epochs=40)
 train_cfg = dict(max_epochs=stages[-1])
-custom_hooks = [dict(type='EpochSeedHook'), dict(type='NonFiniteLossHook')]

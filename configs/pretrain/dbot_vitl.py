@@ -11,7 +11,7 @@ _base_ = [
     '../_base_/schedules/dbot_pretrain_1600e.py',
     '../_base_/default_runtime.py',
 ]
-from dbot_mm.engine.schedules import stage_lr_schedulers  # noqa: E402
+from dbot_mm.engine.schedules import stage_recipe  # noqa: E402
 
 stages = [0, 800, 1600]  # stage boundaries in epochs (--stage_epochs)
 teacher_depths = [0, 24]  # teacher blocks in each stage
@@ -23,19 +23,15 @@ model.backbone.drop_path_rate = drop_path
 model.neck.drop_path_rate = drop_path
 model.teacher.depth = teacher_depths[0]  # arch and sizes follow the student
 
-param_scheduler = stage_lr_schedulers(stages, warmup_epochs=warmup_epochs)
+# per-stage warmup + cosine; StageBootstrapHook, EpochSeedHook,
+# NonFiniteLossHook
+param_scheduler, custom_hooks = stage_recipe(
+    stages,
+    teacher_depths,
+    warmup_epochs=warmup_epochs,
+    reinit_student=True,
+    reset_optimizer=False)  # official: AdamW state carries over
 train_cfg = dict(max_epochs=stages[-1])
-
-custom_hooks = [
-    dict(
-        type='StageBootstrapHook',
-        stages=stages,
-        teacher_depths=teacher_depths,
-        reinit_student=True,
-        reset_optimizer=False),  # official: AdamW state carries over
-    dict(type='EpochSeedHook'),
-    dict(type='NonFiniteLossHook'),
-]
 default_hooks = dict(
     logger=dict(interval=50),
     checkpoint=dict(interval=10, max_keep_ckpts=3))

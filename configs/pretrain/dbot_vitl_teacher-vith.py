@@ -9,7 +9,7 @@ _base_ = [
     './dbot_vitl.py',
     '../_base_/models/dbot_teacher_vit-huge-p14.py',
 ]
-from dbot_mm.engine.schedules import stage_lr_schedulers  # noqa: E402
+from dbot_mm.engine.schedules import stage_recipe  # noqa: E402
 
 stages = [0, 1600]
 
@@ -17,6 +17,5 @@ model = dict(
     teacher=dict(_delete_=True, **_base_.dbot_vith_teacher),
     init_teacher_from_student=False)
 
-param_scheduler = stage_lr_schedulers(stages, warmup_epochs=40)
+param_scheduler, custom_hooks = stage_recipe(stages, warmup_epochs=40)
 train_cfg = dict(max_epochs=stages[-1])
-custom_hooks = [dict(type='EpochSeedHook'), dict(type='NonFiniteLossHook')]

@@ -13,7 +13,7 @@ _base_ = [
     '../_base_/models/dbot.py',
     '../_base_/default_runtime.py',
 ]
-from dbot_mm.engine.schedules import stage_lr_schedulers  # noqa: E402
+from dbot_mm.engine.schedules import stage_recipe  # noqa: E402
 
 data_root = 'data/mini_study/full/fashion_mnist'
 stages = [0, 6, 12]  # two stages of 6 epochs
@@ -101,24 +101,20 @@ optim_wrapper = dict(
         type='AdamW', lr=1e-3, betas=(0.9, 0.95), weight_decay=0.05),
     clip_grad=dict(max_norm=3.0),
     paramwise_cfg=dict(bias_decay_mult=0., flat_decay_mult=0.))
-param_scheduler = stage_lr_schedulers(stages, warmup_epochs=warmup_epochs)
 train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=stages[-1])
-
-custom_hooks = [
-    dict(
-        type='StageBootstrapHook',
-        stages=stages,
-        teacher_depths=teacher_depths),
-    dict(type='EpochSeedHook'),
-    dict(type='NonFiniteLossHook'),
-    dict(
-        type='KNNMonitorHook',
-        train_dataloader=knn_train_dataloader,
-        val_dataloader=knn_val_dataloader,
-        interval=1,
-        k=20,
-        feat='mean'),
-]
+param_scheduler, custom_hooks = stage_recipe(
+    stages,
+    teacher_depths,
+    warmup_epochs=warmup_epochs,
+    extra_hooks=[
+        dict(
+            type='KNNMonitorHook',
+            train_dataloader=knn_train_dataloader,
+            val_dataloader=knn_val_dataloader,
+            interval=1,
+            k=20,
+            feat='mean')
+    ])
 default_hooks = dict(
     logger=dict(interval=10),
     checkpoint=dict(interval=stages[-1], max_keep_ckpts=1))

@@ -3,7 +3,7 @@
 # optimizer and schedule as the dBOT runs of
 # mini-study_dbot_fashion-mnist.py; one stage, no teacher.
 _base_ = ['./mini-study_dbot_fashion-mnist.py']
-from dbot_mm.engine.schedules import stage_lr_schedulers  # noqa: E402
+from dbot_mm.engine.schedules import stage_recipe  # noqa: E402
 
 _arch = _base_.arch
 _patch = _base_.patch_size
@@ -38,16 +38,7 @@ model = dict(
     ])
 
 # one stage over all the epochs of the dBOT runs
-param_scheduler = stage_lr_schedulers([0, _base_.stages[-1]],
-                                      warmup_epochs=_base_.warmup_epochs)
-custom_hooks = [
-    dict(type='EpochSeedHook'),
-    dict(type='NonFiniteLossHook'),
-    dict(
-        type='KNNMonitorHook',
-        train_dataloader=_base_.knn_train_dataloader,
-        val_dataloader=_base_.knn_val_dataloader,
-        interval=1,
-        k=20,
-        feat='mean'),
-]
+param_scheduler, custom_hooks = stage_recipe(
+    [0, _base_.stages[-1]],
+    warmup_epochs=_base_.warmup_epochs,
+    extra_hooks=_base_.custom_hooks[-1:])  # the kNN monitor

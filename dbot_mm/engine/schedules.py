@@ -11,10 +11,15 @@ multiplies the LR the previous step left behind. After a cosine has taken the
 LR to ~0, a second ``LinearLR`` can only multiply that ~0, so the warmup of
 stage 2 would never come back up. The two schedulers below compute their value
 from the base LR instead, so a stage can restart; per-stage ``begin``/``end``
-do the rest. :func:`stage_lr_schedulers` writes the config dicts.
+do the rest. :func:`stage_lr_schedulers` writes the config dicts;
+:func:`stage_recipe` adds the hooks of a staged run, so that a pretrain config
+writes its stages once::
+
+    param_scheduler, custom_hooks = stage_recipe(
+        stages, teacher_depths, warmup_epochs=warmup_epochs)
 """
 import math
-from typing import List, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 from mmengine.optim.scheduler import (CosineAnnealingParamScheduler,
                                       LinearParamScheduler)
@@ -23,7 +28,7 @@ from mmpretrain.registry import PARAM_SCHEDULERS
 
 __all__ = [
     'StageLinearLR', 'StageCosineAnnealingLR', 'stage_lr_schedulers',
-    'check_stages'
+    'stage_recipe', 'check_stages'
 ]
 
 
@@ -133,3 +138,65 @@ def stage_lr_schedulers(stages: Sequence[int],
                 end=end,
                 convert_to_iter_based=convert_to_iter_based))
     return schedulers
+
+
+def stage_recipe(stages: Sequence[int],
+                 teacher_depths: Optional[Sequence[int]] = None,
+                 warmup_epochs: int = 40,
+                 start_factor: float = 0.,
+                 eta_min: float = 0.,
+                 extra_hooks: Sequence[dict] = (),
+                 **bootstrap_cfg) -> Tuple[List[dict], List[dict]]:
+    """Return ``(param_scheduler, custom_hooks)`` of a staged pretrain run.
+
+    ``param_scheduler`` is :func:`stage_lr_schedulers` (warmup + cosine,
+    restarted every stage). ``custom_hooks`` lists, in this order,
+    ``StageBootstrapHook`` (only with two stages or more: one stage keeps its
+    teacher), ``EpochSeedHook`` (a resumed run repeats the uninterrupted one),
+    ``NonFiniteLossHook`` (stop on NaN/Inf before a checkpoint), then
+    ``extra_hooks`` (monitors, plots). The order is kept as written: hooks of
+    equal priority run in list order.
+
+    Args:
+        stages (Sequence[int]): Stage boundaries in epochs, e.g.
+            ``[0, 800, 1600]``.
+        teacher_depths (Sequence[int], optional): Teacher blocks in each
+            stage (``StageBootstrapHook.teacher_depths``); needed with two
+            stages or more.
+        warmup_epochs (int): Linear warmup at the start of every stage.
+        start_factor (float): LR factor at the first warmup step.
+        eta_min (float): LR at the end of each stage.
+        extra_hooks (Sequence[dict]): Hooks appended after the three above.
+        **bootstrap_cfg: Further ``StageBootstrapHook`` arguments
+            (``reinit_student``, ``reset_optimizer``, ``seed``), written into
+            its dict only when given.
+
+    Returns:
+        tuple[list[dict], list[dict]]: ``param_scheduler`` and
+        ``custom_hooks``.
+    """
+    stages = check_stages(stages)
+    param_scheduler = stage_lr_schedulers(
+        stages,
+        warmup_epochs=warmup_epochs,
+        start_factor=start_factor,
+        eta_min=eta_min)
+    custom_hooks = []
+    if len(stages) > 2:
+        if teacher_depths is None:
+            raise ValueError(
+                f'`teacher_depths` is needed for the {len(stages) - 1} '
+                f'stages {stages}: one teacher depth per stage')
+        custom_hooks.append(
+            dict(
+                type='StageBootstrapHook',
+                stages=stages,
+                teacher_depths=list(teacher_depths),
+                **bootstrap_cfg))
+    elif teacher_depths is not None or bootstrap_cfg:
+        raise ValueError(
+            f'one stage {stages} has no boundary to bootstrap at; drop '
+            '`teacher_depths` and the StageBootstrapHook arguments')
+    custom_hooks += [dict(type='EpochSeedHook'), dict(type='NonFiniteLossHook')]
+    custom_hooks += [dict(hook) for hook in extra_hooks]
+    return param_scheduler, custom_hooks

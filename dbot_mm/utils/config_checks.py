@@ -278,7 +278,7 @@ def check_stage_hooks(cfg) -> None:
 
 
 _STAGE_HINT = ('The pretrain configs derive param_scheduler '
-               '(stage_lr_schedulers(stages, ...)), the stage hook, '
+               'and the stage hook (stage_recipe(stages, ...)), '
                'max_epochs and the checkpoint interval from one `stages` '
                'list: change it in a config file, not one of them with '
                '--cfg-options.')

@@ -9,7 +9,7 @@ from mmengine.runner import Runner
 from torch.utils.data import DataLoader
 
 import dbot_mm  # noqa: F401
-from dbot_mm.engine.schedules import stage_lr_schedulers
+from dbot_mm.engine.schedules import stage_lr_schedulers, stage_recipe
 
 
 def official_lr(base, epoch, stages, warmup, min_lr=0.):
@@ -100,3 +100,29 @@ def test_helper_dicts():
 def test_helper_rejects_bad_stages(stages, warmup, msg):
     with pytest.raises(ValueError, match=msg):
         stage_lr_schedulers(stages, warmup_epochs=warmup)
+
+
+def test_stage_recipe():
+    knn = dict(type='KNNMonitorHook')
+    scheds, hooks = stage_recipe([0, 800, 1600], [0, 24],
+                                 warmup_epochs=40,
+                                 extra_hooks=[knn],
+                                 reset_optimizer=False)
+    assert scheds == stage_lr_schedulers([0, 800, 1600], warmup_epochs=40)
+    # bootstrap first; hooks of equal priority run in list order
+    assert hooks == [
+        dict(type='StageBootstrapHook', stages=[0, 800, 1600],
+             teacher_depths=[0, 24], reset_optimizer=False),
+        dict(type='EpochSeedHook'),
+        dict(type='NonFiniteLossHook'), knn
+    ]
+    # one stage: nothing to bootstrap
+    scheds, hooks = stage_recipe([0, 100], warmup_epochs=10, eta_min=1e-5)
+    assert scheds == stage_lr_schedulers([0, 100], warmup_epochs=10,
+                                         eta_min=1e-5)
+    assert [h['type'] for h in hooks] == ['EpochSeedHook',
+                                          'NonFiniteLossHook']
+    with pytest.raises(ValueError, match='teacher_depths'):
+        stage_recipe([0, 800, 1600])
+    with pytest.raises(ValueError, match='no boundary'):
+        stage_recipe([0, 100], [12], warmup_epochs=10)

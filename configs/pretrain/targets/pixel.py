@@ -5,7 +5,7 @@
 # bootstrapped).
 #   tools/dist_train.sh configs/pretrain/targets/pixel.py 32
 _base_ = ['../dbot_vitb.py']
-from dbot_mm.engine.schedules import stage_lr_schedulers  # noqa: E402
+from dbot_mm.engine.schedules import stage_recipe  # noqa: E402
 
 stages = [0, 1600]
 
@@ -16,6 +16,5 @@ model = dict(
               norm_target=False))  # PixelTarget normalises per patch
 
 # ---- one stage: no StageBootstrapHook, one warmup + cosine
-param_scheduler = stage_lr_schedulers(
+param_scheduler, custom_hooks = stage_recipe(
     stages, warmup_epochs=_base_.warmup_epochs)
-custom_hooks = [dict(type='EpochSeedHook'), dict(type='NonFiniteLossHook')]

@@ -12,7 +12,7 @@
 # Wider or CLIP teachers: configs/pretrain/dbot_vitb_teacher-vitl.py,
 # dbot_vitb_clip-b16.py.
 _base_ = ['../dbot_vitb.py']
-from dbot_mm.engine.schedules import stage_lr_schedulers  # noqa: E402
+from dbot_mm.engine.schedules import stage_recipe  # noqa: E402
 
 stages = [0, 1600]
 teacher_checkpoint = \
@@ -29,6 +29,5 @@ model = dict(
     init_teacher_from_student=False)
 
 # ---- one stage: no StageBootstrapHook, one warmup + cosine
-param_scheduler = stage_lr_schedulers(
+param_scheduler, custom_hooks = stage_recipe(
     stages, warmup_epochs=_base_.warmup_epochs)
-custom_hooks = [dict(type='EpochSeedHook'), dict(type='NonFiniteLossHook')]

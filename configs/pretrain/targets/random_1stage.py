@@ -4,13 +4,12 @@
 # keys are dbot_vitb.py's; only the stage hook and the per-stage schedule go.
 #   tools/dist_train.sh configs/pretrain/targets/random_1stage.py 32
 _base_ = ['../dbot_vitb.py']
-from dbot_mm.engine.schedules import stage_lr_schedulers  # noqa: E402
+from dbot_mm.engine.schedules import stage_recipe  # noqa: E402
 
 stages = [0, 1600]
 
 # ---- target keys: unchanged (ViTTeacher, depth 12, student's init)
 
 # ---- one stage: no StageBootstrapHook, one warmup + cosine
-param_scheduler = stage_lr_schedulers(
+param_scheduler, custom_hooks = stage_recipe(
     stages, warmup_epochs=_base_.warmup_epochs)
-custom_hooks = [dict(type='EpochSeedHook'), dict(type='NonFiniteLossHook')]
