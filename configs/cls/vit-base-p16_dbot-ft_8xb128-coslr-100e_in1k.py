@@ -6,6 +6,7 @@
 # mmpretrain's MAE fine-tuning recipe is exactly this; we swap in ViTDense,
 # our layer-decay constructor and the pretrained checkpoint.
 _base_ = ['mmpretrain::mae/benchmarks/vit-base-p16_8xb128-coslr-100e_in1k.py']
+from dbot_mm.utils.config_arch import vit_arch  # noqa: E402
 custom_imports = dict(imports=['dbot_mm'], allow_failed_imports=False)
 
 # The one place for the pretrained weights: a dbot_mm pretraining checkpoint
@@ -13,18 +14,9 @@ custom_imports = dict(imports=['dbot_mm'], allow_failed_imports=False)
 # DBOT_PRETRAINED=... or --cfg-options model.backbone.init_cfg.checkpoint=...
 pretrained = '{{$DBOT_PRETRAINED:checkpoints/dbot_vitb_1600e.pth}}'
 
-
-def _arch(name):
-    """The arch (configs/_base_/models/) is defined once; mmengine forbids
-    two bases that both define `model`, so it is read here."""
-    from mmengine.config import Config
-    return Config.fromfile('{{ fileDirname }}/../_base_/models/' +
-                           name).model.backbone
-
-
 model = dict(
     backbone=dict(
-        _arch('vit-base-p16.py'),
+        vit_arch('vit-base-p16.py', '{{ fileDirname }}'),
         type='ViTDense',
         img_size=224,
         drop_path_rate=0.1,

@@ -4,21 +4,14 @@
 _base_ = [
     'mmpretrain::mae/benchmarks/vit-base-p16_8xb2048-linear-coslr-90e_in1k.py'
 ]
+from dbot_mm.utils.config_arch import vit_arch  # noqa: E402
 custom_imports = dict(imports=['dbot_mm'], allow_failed_imports=False)
 
 pretrained = '{{$DBOT_PRETRAINED:checkpoints/dbot_vitb_1600e.pth}}'
 
-
-def _arch(name):
-    """See configs/cls/vit-base-p16_dbot-ft_8xb128-coslr-100e_in1k.py."""
-    from mmengine.config import Config
-    return Config.fromfile('{{ fileDirname }}/../_base_/models/' +
-                           name).model.backbone
-
-
 model = dict(
     backbone=dict(
-        _arch('vit-base-p16.py'),
+        vit_arch('vit-base-p16.py', '{{ fileDirname }}'),
         type='ViTDense',
         img_size=224,
         frozen_stages=12,  # = num_layers: the whole encoder

@@ -11,20 +11,13 @@
 #   tools/dist_train.sh \
 #       configs/cls/vit-huge-p14_dbot-ft_32xb16-accum2-coslr-50e_in1k.py 32
 _base_ = ['./vit-large-p16_dbot-ft_8xb128-coslr-50e_in1k.py']
+from dbot_mm.utils.config_arch import vit_arch  # noqa: E402
 
 pretrained = '{{$DBOT_PRETRAINED:checkpoints/dbot_vith_1600e.pth}}'
 
-
-def _arch(name):
-    """The arch is defined once (configs/_base_/models/)."""
-    from mmengine.config import Config
-    return Config.fromfile('{{ fileDirname }}/../_base_/models/' +
-                           name).model.backbone
-
-
 model = dict(
     backbone=dict(
-        _arch('vit-huge-p14.py'),
+        vit_arch('vit-huge-p14.py', '{{ fileDirname }}'),
         drop_path_rate=0.3,
         init_cfg=dict(checkpoint=pretrained)),
     head=dict(in_channels=1280))

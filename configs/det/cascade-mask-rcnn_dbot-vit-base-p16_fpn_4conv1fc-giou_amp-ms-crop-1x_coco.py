@@ -11,6 +11,7 @@ _base_ = [
     'mmdet::convnext/'
     'cascade-mask-rcnn_convnext-t-p4-w7_fpn_4conv1fc-giou_amp-ms-crop-3x_coco.py'
 ]
+from dbot_mm.utils.config_arch import vit_arch  # noqa: E402
 custom_imports = dict(imports=['dbot_mm'], allow_failed_imports=False)
 
 # The one place for the pretrained weights: a dbot_mm pretraining checkpoint
@@ -18,18 +19,9 @@ custom_imports = dict(imports=['dbot_mm'], allow_failed_imports=False)
 # DBOT_PRETRAINED=... or --cfg-options model.backbone.init_cfg.checkpoint=...
 pretrained = '{{$DBOT_PRETRAINED:checkpoints/dbot_vitb_1600e.pth}}'
 
-
-def _arch(name):
-    """The arch (configs/_base_/models/) is defined once; mmengine forbids
-    two bases that both define `model`, so it is read here."""
-    from mmengine.config import Config
-    return Config.fromfile('{{ fileDirname }}/../_base_/models/' +
-                           name).model.backbone
-
-
 model = dict(
     backbone=dict(
-        _arch('vit-base-p16.py'),
+        vit_arch('vit-base-p16.py', '{{ fileDirname }}'),
         _delete_=True,
         type='ViTDense',
         # trainable position grid 42 x 68, as the official (672, 1092)

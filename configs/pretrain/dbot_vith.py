@@ -2,36 +2,29 @@
 # x 128 images, 1600 epochs as two stages of 800, patch 14 (16 x 16 patches
 # of a 224 px crop), student drop path 0.3. Stage 1 distils a depth-0
 # teacher (the student's initial embeddings); at epoch 800 the teacher
-# becomes the stage-1 student (32 blocks). No gradient clipping.
+# becomes the stage-1 student (32 blocks). No gradient clipping. Everything
+# else as dbot_vitl.py.
 #   tools/dist_train.sh configs/pretrain/dbot_vith.py 32   (4 nodes x 8)
-_base_ = [
-    '../_base_/models/vit-huge-p14.py',
-    '../_base_/models/dbot.py',
-    '../_base_/datasets/imagenet_dbot_pretrain.py',
-    '../_base_/schedules/dbot_pretrain_1600e.py',
-    '../_base_/default_runtime.py',
-]
+_base_ = ['./dbot_vitl.py']
 from dbot_mm.engine.schedules import stage_recipe  # noqa: E402
+from dbot_mm.utils.config_arch import vit_arch  # noqa: E402
 
-stages = [0, 800, 1600]  # stage boundaries in epochs (--stage_epochs)
 teacher_depths = [0, 32]  # teacher blocks in each stage
-warmup_epochs = 40  # linear warmup at the start of every stage
 drop_path = 0.3  # student encoder and decoder (--sdpr)
 
-model = _base_.dbot_model  # merged into vit-huge-p14.py's `model`
-model.backbone.drop_path_rate = drop_path
-model.neck.drop_path_rate = drop_path
-model.teacher.depth = teacher_depths[0]  # arch and sizes follow the student
+# dbot_vitl.py's dBOT model with the ViT-H/14 arch and this drop path
+dbot_model = dict(
+    backbone=dict(drop_path_rate=drop_path),
+    neck=dict(drop_path_rate=drop_path))
+model = dict(
+    backbone=dict(
+        vit_arch('vit-huge-p14.py', '{{ fileDirname }}'),
+        drop_path_rate=drop_path),
+    neck=dict(drop_path_rate=drop_path))
 
-# per-stage warmup + cosine; StageBootstrapHook, EpochSeedHook,
-# NonFiniteLossHook
 param_scheduler, custom_hooks = stage_recipe(
-    stages,
+    _base_.stages,
     teacher_depths,
-    warmup_epochs=warmup_epochs,
+    warmup_epochs=_base_.warmup_epochs,
     reinit_student=True,
     reset_optimizer=False)  # official: AdamW state carries over
-train_cfg = dict(max_epochs=stages[-1])
-default_hooks = dict(
-    logger=dict(interval=50),
-    checkpoint=dict(interval=10, max_keep_ckpts=3))

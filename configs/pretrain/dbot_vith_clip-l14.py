@@ -20,22 +20,14 @@
 #       ViT-L-14.pt checkpoints/clip-vit-l14_teacher.pth --keep-proj
 #   tools/dist_train.sh configs/pretrain/dbot_vith_clip-l14.py 32
 _base_ = './dbot_vitb_clip-b16.py'
+from dbot_mm.utils.config_arch import vit_arch  # noqa: E402
 
 teacher_checkpoint = \
     '{{$DBOT_TEACHER:checkpoints/clip-vit-l14_teacher.pth}}'
 mask_grid = (16, 16)  # 224 / 14
 
-
-def _arch(name):
-    """The arch is defined once (configs/_base_/models/); mmengine forbids a
-    second base that defines `model`, so it is read here."""
-    from mmengine.config import Config
-    return Config.fromfile('{{ fileDirname }}/../_base_/models/' +
-                           name).model.backbone
-
-
 model = dict(
-    backbone=_arch('vit-huge-p14.py'),
+    backbone=vit_arch('vit-huge-p14.py', '{{ fileDirname }}'),
     teacher=dict(
         checkpoint=teacher_checkpoint,
         arch='l',  # CLIP ViT-L/14 tower: 1024 wide, 24 blocks, 16 heads

@@ -9,6 +9,7 @@
 # mmseg's MAE UperNet config is this recipe; we inherit it and replace the
 # backbone (its Feature2Pyramid neck lives in ViTDense) and the optimizer.
 _base_ = ['mmseg::mae/mae-base_upernet_8xb2-amp-160k_ade20k-512x512.py']
+from dbot_mm.utils.config_arch import vit_arch  # noqa: E402
 custom_imports = dict(imports=['dbot_mm'], allow_failed_imports=False)
 
 # The one place for the pretrained weights: a dbot_mm pretraining checkpoint
@@ -16,19 +17,10 @@ custom_imports = dict(imports=['dbot_mm'], allow_failed_imports=False)
 # DBOT_PRETRAINED=... or --cfg-options model.backbone.init_cfg.checkpoint=...
 pretrained = '{{$DBOT_PRETRAINED:checkpoints/dbot_vitb_1600e.pth}}'
 
-
-def _arch(name):
-    """The arch (configs/_base_/models/) is defined once; mmengine forbids
-    two bases that both define `model`, so it is read here."""
-    from mmengine.config import Config
-    return Config.fromfile('{{ fileDirname }}/../_base_/models/' +
-                           name).model.backbone
-
-
 model = dict(
     pretrained=None,
     backbone=dict(
-        _arch('vit-base-p16.py'),
+        vit_arch('vit-base-p16.py', '{{ fileDirname }}'),
         _delete_=True,
         type='ViTDense',
         img_size=512,

@@ -10,22 +10,15 @@
 # --backbone-only to checkpoints/dbot_vitl_clip-l14_1600e.pth.
 _base_ = ['./vit-base-p16_dbot-clip-b16-ft_32xb32-coslr-100e_in1k.py']
 from dbot_mm.engine.schedules import stage_lr_schedulers  # noqa: E402
+from dbot_mm.utils.config_arch import vit_arch  # noqa: E402
 
 pretrained = '{{$DBOT_PRETRAINED:checkpoints/dbot_vitl_clip-l14_1600e.pth}}'
 max_epochs = 50
 warmup_epochs = 5
 
-
-def _arch(name):
-    """The arch is defined once (configs/_base_/models/)."""
-    from mmengine.config import Config
-    return Config.fromfile('{{ fileDirname }}/../../_base_/models/' +
-                           name).model.backbone
-
-
 model = dict(
     backbone=dict(
-        _arch('vit-large-p16.py'),
+        vit_arch('vit-large-p16.py', '{{ fileDirname }}'),
         drop_path_rate=0.2,
         init_cfg=dict(checkpoint=pretrained)),
     head=dict(in_channels=1024))
