@@ -12,11 +12,7 @@
 #       --num-train 10000 --num-val 2000 --pad-to 32
 #   python tools/dataset_converters/digits.py --out data/digits
 #   python tools/train.py configs/pretrain/dbot_demo_fashion-mnist.py
-_base_ = [
-    '../_base_/models/vit-tiny-p4.py',
-    '../_base_/models/dbot.py',
-    '../_base_/default_runtime.py',
-]
+_base_ = ['../_base_/dbot_fashion-mnist.py']  # model, data, optimizer
 from dbot_mm.engine.schedules import stage_recipe  # noqa: E402
 
 data_root = 'data/fashion_mnist'
@@ -26,48 +22,12 @@ batch_size = 128
 stages = [0, 5, 10, 15]  # three stages of 5 epochs
 teacher_depths = [4, 4, 4]  # all blocks of the 4-block teacher, as ViT-B
 warmup_epochs = 1
-img_size = _base_.model.backbone.img_size
-
-model = _base_.dbot_model  # merged into vit-tiny-p4.py's `model`
-model.backbone.drop_path_rate = 0.
-model.neck.update(
-    decoder_embed_dim=96,
-    decoder_depth=2,
-    decoder_num_heads=3,
-    drop_path_rate=0.)
+model = _base_.dbot_model  # the base's model: decoder 96 x 2, no drop path
 model.teacher.depth = teacher_depths[0]  # arch and sizes follow the student
 
-# Grey 32 px images (28 px zero-padded); loaded as 3 equal channels.
-data_preprocessor = dict(
-    type='SelfSupDataPreprocessor',
-    mean=[55.9] * 3,
-    std=[84.9] * 3,
-    to_rgb=False)
-train_pipeline = [
-    dict(type='RobustLoadImageFromFile', on_error='skip'),
-    dict(
-        type='RandomResizedCrop',
-        scale=img_size,
-        crop_ratio_range=(0.5, 1.0),
-        backend='pillow',
-        interpolation='bicubic'),
-    dict(type='RandomFlip', prob=0.5),
-    dict(type='PackInputs'),
-]
 train_dataloader = dict(
     batch_size=batch_size,
-    num_workers=0,
-    persistent_workers=False,
-    drop_last=True,
-    sampler=dict(type='DefaultSampler', shuffle=True),
-    collate_fn=dict(type='default_collate'),
-    dataset=dict(
-        type='CustomDataset',
-        data_root=data_root,
-        ann_file='meta/train.txt',
-        data_prefix='train',
-        indices=num_train,
-        pipeline=train_pipeline))
+    dataset=dict(data_root=data_root, indices=num_train))
 
 
 def _knn_loader(root, split, size=None):
@@ -85,8 +45,6 @@ def _knn_loader(root, split, size=None):
                       dict(type='PackInputs')]))
 
 
-# bf16 autocast: about 2x the fp32 step on CPU, same losses
-# (docs/performance.md)
 def _knn_monitor(root, bank_size=None, **kwargs):
     return dict(
         type='KNNMonitorHook',
@@ -99,21 +57,16 @@ def _knn_monitor(root, bank_size=None, **kwargs):
         **kwargs)
 
 
+# the base's AdamW (0.9, 0.95), weight decay 0.05 as the official
+# add_weight_decay, grad clip 3.0; bf16 autocast: about 2x the fp32 step on
+# CPU, same losses (docs/performance.md)
 optim_wrapper = dict(
     type='AutocastOptimWrapper',
     dtype='bfloat16',
-    constructor='FrozenSkipOptimWrapperConstructor',
     optimizer=dict(
-        type='AdamW',
         lr=1.5e-3 * batch_size / 256,  # blr 1.5e-3, as the paper's rule
-        betas=(0.9, 0.95),
-        weight_decay=0.05,
-        fused=True),  # as the pretrain schedule (docs/performance.md)
-    clip_grad=dict(max_norm=3.0),
-    # as the official add_weight_decay: only biases and 1-D tensors are
-    # exempt; cls_token and mask_token are decayed
-    paramwise_cfg=dict(bias_decay_mult=0., flat_decay_mult=0.))
-train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=stages[-1])
+        fused=True))  # as the pretrain schedule (docs/performance.md)
+train_cfg = dict(max_epochs=stages[-1])
 
 # per-stage warmup + cosine; StageBootstrapHook, EpochSeedHook,
 # NonFiniteLossHook, then the monitors
@@ -135,6 +88,5 @@ param_scheduler, custom_hooks = stage_recipe(
             }),
     ])
 default_hooks = dict(
-    logger=dict(interval=10),
     checkpoint=dict(interval=stages[1] - stages[0], max_keep_ckpts=-1))
 auto_scale_lr = dict(base_batch_size=batch_size)  # --auto-scale-lr
