@@ -10,7 +10,7 @@ from mmpretrain.registry import HOOKS
 
 from ..schedules import check_stages
 
-_MODEL_API = ('stage', 'bootstrap_teacher', 'reinit_student')
+_MODEL_API = ('stage', 'bootstrap_teacher', 'reinit_student', 'teacher_info')
 
 
 @HOOKS.register_module()
@@ -123,13 +123,11 @@ class StageBootstrapHook(Hook):
     def _check_teacher_depth(self, model, stage: int) -> None:
         """Catch a stage list that disagrees with the teacher the model has,
         now rather than at the first boundary hundreds of epochs in."""
-        info = model.teacher_info() if hasattr(model, 'teacher_info') else {}
-        depth = info.get('active_depth', info.get('depth'))
-        if depth is not None and int(depth) >= 0 \
-                and int(depth) != self.teacher_depths[stage]:
+        depth = int(model.teacher_info()['depth'])  # -1: no depth (pixels)
+        if depth >= 0 and depth != self.teacher_depths[stage]:
             raise ValueError(
                 f'`teacher_depths[{stage}]` is {self.teacher_depths[stage]} '
-                f'but the model\'s teacher runs {int(depth)} blocks in stage '
+                f'but the model\'s teacher runs {depth} blocks in stage '
                 f'{stage + 1}; set the model\'s teacher depth and the hook\'s '
                 '`teacher_depths` alike.')
         teacher = getattr(model, 'teacher', None)
@@ -166,7 +164,7 @@ class StageBootstrapHook(Hook):
             for wrapper in wrappers:
                 wrapper.optimizer.state.clear()
         model.stage.fill_(stage)
-        info = model.teacher_info() if hasattr(model, 'teacher_info') else {}
+        info = model.teacher_info()
         student = (f're-initialised (seed {seed})'
                    if self.reinit_student else 'kept')
         optimizer = 'reset' if self.reset_optimizer else 'kept'
