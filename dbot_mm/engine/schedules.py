@@ -197,6 +197,9 @@ def stage_recipe(stages: Sequence[int],
         raise ValueError(
             f'one stage {stages} has no boundary to bootstrap at; drop '
             '`teacher_depths` and the StageBootstrapHook arguments')
-    custom_hooks += [dict(type='EpochSeedHook'), dict(type='NonFiniteLossHook')]
+    custom_hooks += [
+        dict(type='EpochSeedHook'),
+        dict(type='NonFiniteLossHook')
+    ]
     custom_hooks += [dict(hook) for hook in extra_hooks]
     return param_scheduler, custom_hooks
