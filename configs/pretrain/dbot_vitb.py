@@ -5,35 +5,21 @@
 #   tools/dist_train.sh configs/pretrain/dbot_vitb.py 32   (4 nodes x 8)
 _base_ = [
     '../_base_/models/vit-base-p16.py',
-    '../_base_/models/dbot.py',
-    '../_base_/datasets/imagenet_dbot_pretrain.py',
-    '../_base_/schedules/dbot_pretrain_1600e.py',
-    '../_base_/default_runtime.py',
+    '../_base_/dbot_pretrain_in1k.py',  # data, optimizer, 2 x 800 epochs
 ]
 from dbot_mm.engine.schedules import stage_recipe  # noqa: E402
 
-stages = [0, 800, 1600]  # stage boundaries in epochs (--stage_epochs)
 teacher_depths = [12, 12]  # teacher blocks in each stage
-warmup_epochs = 40  # linear warmup at the start of every stage
-drop_path = 0.2  # student encoder and decoder (--sdpr)
 
 model = _base_.dbot_model  # merged into vit-base-p16.py's `model`
-model.backbone.drop_path_rate = drop_path
-model.neck.drop_path_rate = drop_path
 model.teacher.depth = teacher_depths[0]  # arch and sizes follow the student
 
 optim_wrapper = dict(clip_grad=dict(max_norm=3.0))  # ViT-B only
 # per-stage warmup + cosine; StageBootstrapHook, EpochSeedHook,
 # NonFiniteLossHook
 param_scheduler, custom_hooks = stage_recipe(
-    stages,
+    _base_.stages,
     teacher_depths,
-    warmup_epochs=warmup_epochs,
+    warmup_epochs=_base_.warmup_epochs,
     reinit_student=True,
     reset_optimizer=False)  # official: AdamW state carries over
-train_cfg = dict(max_epochs=stages[-1])
-# Checkpoint every 10 epochs as the official code; the epochs before each
-# boundary (800) are among them.
-default_hooks = dict(
-    logger=dict(interval=50),
-    checkpoint=dict(interval=10, max_keep_ckpts=3))
