@@ -11,6 +11,7 @@ _base_ = [
     'mmdet::convnext/'
     'cascade-mask-rcnn_convnext-t-p4-w7_fpn_4conv1fc-giou_amp-ms-crop-3x_coco.py'
 ]
+from dbot_mm.engine.schedules import step_lr_schedulers  # noqa: E402
 from dbot_mm.utils.config_arch import vit_arch  # noqa: E402
 custom_imports = dict(imports=['dbot_mm'], allow_failed_imports=False)
 
@@ -45,18 +46,8 @@ optim_wrapper = dict(
 
 max_epochs = 12
 train_cfg = dict(max_epochs=max_epochs)
-param_scheduler = [
-    dict(
-        type='LinearLR', start_factor=0.001, by_epoch=False, begin=0,
-        end=500),
-    dict(
-        type='MultiStepLR',
-        begin=0,
-        end=max_epochs,
-        by_epoch=True,
-        milestones=[8, 11],
-        gamma=0.1)
-]
+# linear warmup over 500 iterations, LR x 0.1 at epochs 8 and 11
+param_scheduler = step_lr_schedulers(max_epochs, milestones=[8, 11])
 
 # 8 GPUs x 2 images
 train_dataloader = dict(batch_size=2)

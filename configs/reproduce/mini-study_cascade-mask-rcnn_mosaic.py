@@ -14,6 +14,7 @@ _base_ = [
     '../det/'
     'cascade-mask-rcnn_dbot-vit-base-p16_fpn_4conv1fc-giou_amp-ms-crop-1x_coco.py'
 ]
+from dbot_mm.engine.schedules import step_lr_schedulers  # noqa: E402
 
 data_root = 'data/mini_study/full/fashion_mosaic/coco/'
 classes = ('T-shirt_top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal',
@@ -129,12 +130,8 @@ optim_wrapper = dict(
     clip_grad=dict(max_norm=10.0))
 max_epochs = 4
 train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)
-param_scheduler = [
-    dict(type='LinearLR', start_factor=0.001, by_epoch=False, begin=0,
-         end=50),
-    dict(type='MultiStepLR', begin=0, end=max_epochs, by_epoch=True,
-         milestones=[max_epochs - 1], gamma=0.1)
-]
+param_scheduler = step_lr_schedulers(
+    max_epochs, milestones=[max_epochs - 1], warmup_iters=50)
 default_hooks = dict(
     logger=dict(interval=20),
     checkpoint=dict(interval=max_epochs, max_keep_ckpts=1))

@@ -28,7 +28,7 @@ from mmpretrain.registry import PARAM_SCHEDULERS
 
 __all__ = [
     'StageLinearLR', 'StageCosineAnnealingLR', 'stage_lr_schedulers',
-    'stage_recipe', 'check_stages'
+    'stage_recipe', 'step_lr_schedulers', 'check_stages'
 ]
 
 
@@ -203,3 +203,29 @@ def stage_recipe(stages: Sequence[int],
     ]
     custom_hooks += [dict(hook) for hook in extra_hooks]
     return param_scheduler, custom_hooks
+
+
+def step_lr_schedulers(max_epochs: int,
+                       milestones: Sequence[int],
+                       warmup_iters: int = 500,
+                       start_factor: float = 0.001,
+                       gamma: float = 0.1) -> List[dict]:
+    """Return ``param_scheduler`` dicts of the detection fine-tuning schedule
+    (mmdet's 1x / 3x): a linear warmup over the first ``warmup_iters``
+    iterations from ``start_factor``, then the LR multiplied by ``gamma`` at
+    every epoch of ``milestones``, up to ``max_epochs``."""
+    return [
+        dict(
+            type='LinearLR',
+            start_factor=start_factor,
+            by_epoch=False,
+            begin=0,
+            end=warmup_iters),
+        dict(
+            type='MultiStepLR',
+            begin=0,
+            end=max_epochs,
+            by_epoch=True,
+            milestones=list(milestones),
+            gamma=gamma)
+    ]

@@ -9,7 +9,8 @@ from mmengine.runner import Runner
 from torch.utils.data import DataLoader
 
 import dbot_mm  # noqa: F401
-from dbot_mm.engine.schedules import stage_lr_schedulers, stage_recipe
+from dbot_mm.engine.schedules import (stage_lr_schedulers, stage_recipe,
+                                      step_lr_schedulers)
 
 
 def official_lr(base, epoch, stages, warmup, min_lr=0.):
@@ -126,3 +127,11 @@ def test_stage_recipe():
         stage_recipe([0, 800, 1600])
     with pytest.raises(ValueError, match='no boundary'):
         stage_recipe([0, 100], [12], warmup_epochs=10)
+
+
+def test_step_lr_schedulers():
+    warmup, steps = step_lr_schedulers(12, [8, 11])
+    assert (warmup['type'], warmup['by_epoch'], warmup['end'],
+            warmup['start_factor']) == ('LinearLR', False, 500, 0.001)
+    assert (steps['type'], steps['end'], steps['milestones'],
+            steps['gamma']) == ('MultiStepLR', 12, [8, 11], 0.1)
