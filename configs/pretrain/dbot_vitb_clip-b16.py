@@ -35,6 +35,7 @@
 _base_ = [
     '../_base_/models/vit-base-p16.py',
     '../_base_/datasets/imagenet_dbot_pretrain.py',
+    '../_base_/schedules/dbot_pretrain_1600e.py',  # AdamW, fp16, batch 4096
     '../_base_/default_runtime.py',
 ]
 from dbot_mm.engine.schedules import stage_recipe  # noqa: E402
@@ -115,28 +116,17 @@ train_dataloader = dict(
     batch_size=128,  # x 32 GPUs = 4096
     dataset=dict(pipeline=train_pipeline))
 
+# the base's AdamW (weight decay 0.05, no decay on biases and 1-D tensors:
+# layer scale, q/v biases) under fp16 AMP, with
 optim_wrapper = dict(
-    type='AmpOptimWrapper',
-    constructor='FrozenSkipOptimWrapperConstructor',
-    dtype='float16',
-    loss_scale='dynamic',
-    optimizer=dict(
-        type='AdamW',
-        lr=3e-3,
-        betas=(0.9, 0.98),
-        eps=1e-6,
-        weight_decay=0.05,
-        fused=True),
+    optimizer=dict(lr=3e-3, betas=(0.9, 0.98), eps=1e-6),
     clip_grad=dict(max_norm=3.0),
     paramwise_cfg=dict(
         norm_decay_mult=0.,
-        bias_decay_mult=0.,
-        flat_decay_mult=0.,  # layer scale, q/v biases
         custom_keys={
             'pos_embed': dict(decay_mult=0.),
             'cls_token': dict(decay_mult=0.),
         }))
-auto_scale_lr = dict(base_batch_size=4096)
 
 # one stage, fixed teacher: no StageBootstrapHook
 param_scheduler, custom_hooks = stage_recipe(

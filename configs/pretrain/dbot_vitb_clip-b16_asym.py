@@ -14,19 +14,16 @@
 #   python tools/model_converters/clip_to_dbot_teacher.py \
 #       ViT-B-16.pt checkpoints/clip-vit-b16_teacher.pth
 #   tools/dist_train.sh configs/pretrain/dbot_vitb_clip-b16_asym.py 32
-_base_ = './dbot_vitb.py'
-from dbot_mm.engine.schedules import stage_recipe  # noqa: E402
+# The recipe is the target study's pretrained-teacher row
+# (targets/pretrained_teacher.py) with CLIP's tower as the teacher.
+_base_ = './targets/pretrained_teacher.py'
 
-stages = [0, 1600]
 teacher_checkpoint = \
     '{{$DBOT_TEACHER:checkpoints/clip-vit-b16_teacher.pth}}'
 
 model = dict(
     teacher=dict(
-        _delete_=True,
-        type='PretrainedTeacher',
         checkpoint=teacher_checkpoint,
-        prefix='backbone.',
         arch='b',  # 768 wide, 12 blocks, 12 heads, as CLIP ViT-B/16
         img_size=224,
         patch_size=16,
@@ -40,9 +37,4 @@ model = dict(
             mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375]),
         teacher_norm=dict(
             mean=[122.7709383, 116.7460125, 104.09373615],
-            std=[68.5005327, 66.6321579, 70.32316305])),
-    init_teacher_from_student=False)
-
-# one stage, fixed teacher: no StageBootstrapHook
-param_scheduler, custom_hooks = stage_recipe(stages, warmup_epochs=40)
-train_cfg = dict(max_epochs=stages[-1])
+            std=[68.5005327, 66.6321579, 70.32316305])))

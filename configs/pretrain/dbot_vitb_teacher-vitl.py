@@ -15,23 +15,15 @@
 #   tools/dist_train.sh configs/pretrain/dbot_vitb_teacher-vitl.py 32
 # A dbot_mm ViT-L run works as well (its student is under "backbone."):
 #   DBOT_TEACHER=work_dirs/dbot_vitl/epoch_1600.pth tools/dist_train.sh ...
-_base_ = './dbot_vitb.py'
-from dbot_mm.engine.schedules import stage_recipe  # noqa: E402
+# The recipe is the target study's pretrained-teacher row
+# (targets/pretrained_teacher.py) with a ViT-L teacher.
+_base_ = './targets/pretrained_teacher.py'
 
-stages = [0, 1600]
 teacher_checkpoint = '{{$DBOT_TEACHER:checkpoints/dbot_vitl_backbone.pth}}'
 
 model = dict(
     teacher=dict(
-        _delete_=True,
-        type='PretrainedTeacher',
         checkpoint=teacher_checkpoint,
-        prefix='backbone.',
         arch='l',
         img_size=224,
-        patch_size=16,
-        final_norm=False),  # tlayernorm=0
-    init_teacher_from_student=False)
-
-param_scheduler, custom_hooks = stage_recipe(stages, warmup_epochs=40)
-train_cfg = dict(max_epochs=stages[-1])
+        patch_size=16))  # no final norm (tlayernorm=0), as the base
