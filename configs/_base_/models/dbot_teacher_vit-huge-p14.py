@@ -17,7 +17,10 @@
 
 
 def _arch(name):
-    """The arch is defined once (configs/_base_/models/)."""
+    """The arch is defined once (configs/_base_/models/). Other configs use
+    dbot_mm.utils.config_arch.vit_arch; a file without `_base_` that imports
+    dbot_mm is parsed by mmengine as a lazy-import config, so this one reads
+    the arch with mmengine's Config alone."""
     from mmengine.config import Config
     return Config.fromfile('{{ fileDirname }}/' + name).model.backbone
 
