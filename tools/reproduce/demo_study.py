@@ -288,7 +288,6 @@ def _mean_se(xs):
 
 def write_reports(work_dir):
     """docs/demo_study.md (sweep + seeds) and docs/mini_study/dip.md."""
-    import shutil
     sweep, seeds, dip = (_load(work_dir, g) for g in ('sweep', 'seeds', 'dip'))
     docs = osp.join(REPO, 'docs')
     lines = [
@@ -359,13 +358,18 @@ def write_reports(work_dir):
               for label, vals in means.items()],
             '',
         ]
-        png = osp.join(work_dir, 'seeds', sorted(seeds)[0], 'curves.png')
-        if osp.isfile(png):
-            os.makedirs(osp.join(docs, 'demo_study'), exist_ok=True)
-            shutil.copy(png, osp.join(docs, 'demo_study', 'curves.png'))
-            lines += ['![loss and kNN of the demo, seed '
-                      f"{seeds[sorted(seeds)[0]]['seed']}]"
-                      '(demo_study/curves.png)', '']
+        first = seeds[sorted(seeds)[0]]
+        os.makedirs(osp.join(docs, 'demo_study'), exist_ok=True)
+        from dbot_mm.engine.hooks.curve_plot_hook import CurvePlotHook
+        CurvePlotHook.plot(
+            first['loss'], {
+                'Fashion-MNIST': (first['knn'], first['knn'][0][1]),
+                'digits (never trained on)':
+                (first['digits'], first['digits'][0][1])
+            }, first['stages'], osp.join(docs, 'demo_study', 'curves.png'),
+            title=f"dbot_demo_fashion-mnist, seed {first['seed']}")
+        lines += ['![loss and kNN of the demo, seed '
+                  f"{first['seed']}](demo_study/curves.png)", '']
     if sweep:
         lines += [
             '## The sweep (seed 0)',
