@@ -59,7 +59,8 @@ def _knn_monitor(root, bank_size=None, **kwargs):
 
 # the base's AdamW (0.9, 0.95), weight decay 0.05 as the official
 # add_weight_decay, grad clip 3.0; bf16 autocast: about 2x the fp32 step on
-# CPU, same losses (docs/performance.md)
+# CPU, and the kNN curve of fp32 within noise (docs/mini_study.md, the early
+# kNN dip, row fp32)
 optim_wrapper = dict(
     type='AutocastOptimWrapper',
     dtype='bfloat16',
