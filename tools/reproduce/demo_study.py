@@ -400,7 +400,8 @@ def write_reports(work_dir):
 
 
 def position_floor(fm_root, num=2000):
-    """What position alone explains of the stage-1 target.
+    """What position alone explains of the stage-1 target, normalised per
+    token (``True``) and raw (``False``): ``{norm: (share, loss)}``.
 
     The demo's teacher at its random initialisation (seed 0) on ``num``
     training images: the share of the per-token normalised target's
@@ -435,17 +436,22 @@ def position_floor(fm_root, num=2000):
     ])).float()
     pre = cfg.data_preprocessor
     x = ((x - pre.mean[0]) / pre.std[0])[:, None].expand(-1, 3, -1, -1)
+    out = {}
     with torch.no_grad():
-        t = torch.cat([model.teacher_forward(c.contiguous())
-                       for c in x.split(250)])
-        t = (t - t.mean(-1, keepdim=True)) / (
-            t.var(-1, keepdim=True) + 1e-6)**.5
-        grand = t.mean((0, 1), keepdim=True)
-        pos = t.mean(0, keepdim=True)
-        share = float(((pos - grand)**2).sum() * len(t) /
-                      ((t - grand)**2).sum())
-        loss = float(F.smooth_l1_loss(pos.expand_as(t), t, beta=2.0))
-    return share, loss
+        raw = torch.cat([model.teacher_forward(c.contiguous())
+                         for c in x.split(250)])
+        for norm in (True, False):
+            t = raw
+            if norm:
+                t = (t - t.mean(-1, keepdim=True)) / (
+                    t.var(-1, keepdim=True) + 1e-6)**.5
+            grand = t.mean((0, 1), keepdim=True)
+            pos = t.mean(0, keepdim=True)
+            share = float(((pos - grand)**2).sum() * len(t) /
+                          ((t - grand)**2).sum())
+            loss = float(F.smooth_l1_loss(pos.expand_as(t), t, beta=2.0))
+            out[norm] = (share, loss)
+    return out
 
 
 def write_dip_report(dip, work_dir, out_dir):
@@ -453,7 +459,8 @@ def write_dip_report(dip, work_dir, out_dir):
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     os.makedirs(out_dir, exist_ok=True)
-    share, floor = position_floor(osp.join(DATA, 'fashion_mnist'))
+    floors = position_floor(osp.join(DATA, 'fashion_mnist'))
+    share, floor = floors[True]
     rows = []
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), sharex=True)
     order = [n for name in DIP for n in (name, 'official-' + name)]
@@ -472,7 +479,8 @@ def write_dip_report(dip, work_dir, out_dir):
             spe = r['steps_per_epoch']
             raw = [(s / spe, v) for s, v in r['knn']]
             cen = [(s / spe, v) for s, v in r.get('centred', [])]
-            below = next((e for e, v in r['loss'] if v < floor), None)
+            row_floor = floors[r['recipe']['norm_target']][1]
+            below = next((e for e, v in r['loss'] if v < row_floor), None)
             name = r['name']
             label = f'dbot_mm, {name}'
         stats = []
@@ -538,9 +546,11 @@ def write_dip_report(dip, work_dir, out_dir):
         'the per-position mean over images; a student that predicted that '
         'mean, knowing where a token is but nothing of the image, would score '
         f'a SmoothL1 loss of {floor:.4f} (2,000 training images, seed 0; '
-        '`position_floor` in `demo_study.py`). The last column is the first '
-        'epoch at which the logged training loss (10-iteration means) is below '
-        'it.',
+        '`position_floor` in `demo_study.py`); for the raw tokens of '
+        f'`no-target-norm` the share is {floors[False][0]:.0%} and the loss '
+        f'{floors[False][1]:.4f}. The last column is the first epoch at which '
+        'the logged training loss (10-iteration means) is below the floor of '
+        'the row\'s target.',
         '', '![kNN during the first epochs](dip.png)', '']
     findings = osp.join(REPO, 'docs', 'mini_study', 'dip_findings.md')
     if osp.isfile(findings):  # the reading of the table, kept by hand
