@@ -3,7 +3,7 @@ paper's property figure): a PNG (block on x, one dot per head) and a CSV.
 
     python tools/analysis/attention_distance.py \
         configs/pretrain/dbot_demo_fashion-mnist.py \
-        work_dirs/dbot_demo_fashion-mnist/epoch_9.pth \
+        work_dirs/dbot_demo_fashion-mnist/epoch_15.pth \
         --data-root data/fashion_mnist --ann-file meta/val.txt \
         --data-prefix val --num-images 256 --out work_dirs/analysis
     python tools/analysis/attention_distance.py auto published.pth \

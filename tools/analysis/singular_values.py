@@ -3,7 +3,7 @@
 
     python tools/analysis/singular_values.py \
         configs/pretrain/dbot_demo_fashion-mnist.py \
-        work_dirs/dbot_demo_fashion-mnist/epoch_9.pth \
+        work_dirs/dbot_demo_fashion-mnist/epoch_15.pth \
         --data-root data/fashion_mnist --ann-file meta/val.txt \
         --data-prefix val --layers all --out work_dirs/analysis
 
