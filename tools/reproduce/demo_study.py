@@ -505,7 +505,8 @@ def write_dip_report(dip, work_dir, out_dir):
         ax.set_xlabel('epoch (10,000 images, batch 128)')
         ax.set_ylabel('kNN top-1 (%)')
         ax.grid(alpha=0.3)
-    axes[1].legend(fontsize=7, ncol=1)
+    for ax in axes:
+        ax.legend(fontsize=7, ncol=1)
     fig.tight_layout()
     fig.savefig(osp.join(out_dir, 'dip.png'), dpi=110)
     plt.close(fig)
