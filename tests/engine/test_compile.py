@@ -54,6 +54,9 @@ def _train(data, work_dir, compile):
     ]
     cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=100)
     assert cfg.optim_wrapper.constructor == 'FrozenSkipOptimWrapperConstructor'
+    # fp32: the demo's bf16 autocast rounds differently in compiled kernels
+    cfg.optim_wrapper.type = 'OptimWrapper'
+    cfg.optim_wrapper.pop('dtype', None)
     cfg.work_dir = str(work_dir)
     cfg.log_level = 'WARNING'
     if compile:
