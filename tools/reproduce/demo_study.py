@@ -27,6 +27,7 @@ import re
 import subprocess
 import sys
 import time
+from itertools import accumulate
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DEMO = osp.join(REPO, 'configs', 'pretrain', 'dbot_demo_fashion-mnist.py')
@@ -96,9 +97,7 @@ def build_cfg(r, seed, work_dir, fm_root, digits_root):
 
     from dbot_mm.engine.schedules import stage_lr_schedulers
     cfg = Config.fromfile(DEMO)
-    stages = [0]
-    for e in r['stage_epochs']:
-        stages.append(stages[-1] + e)
+    stages = list(accumulate(r['stage_epochs'], initial=0))
     cfg.model.backbone.arch = dict(
         embed_dims=r['dims'], num_layers=r['depth'], num_heads=r['heads'],
         feedforward_channels=4 * r['dims'])
@@ -225,7 +224,8 @@ def run_official(name, r, seed, args, fm_root):
            '--blr', str(r['blr']), '--warmup', str(r['warmup']),
            '--mask-ratio', str(r['mask_ratio']),
            '--knn-every', str(r['knn_every_iters'] / steps),
-           '--stage-epochs', '0', *[str(e) for e in _cumsum(r['stage_epochs'])],
+           '--stage-epochs',
+           *map(str, accumulate(r['stage_epochs'], initial=0)),
            '--seed', str(seed), '--threads', str(args.threads), '--out', out]
     if args.official_timm:
         cmd += ['--official-timm', args.official_timm]
@@ -235,14 +235,6 @@ def run_official(name, r, seed, args, fm_root):
     subprocess.run(cmd, check=True)
     with open(out) as f:
         return json.load(f)
-
-
-def _cumsum(xs):
-    out, t = [], 0
-    for x in xs:
-        t += x
-        out.append(t)
-    return out
 
 
 # ---------------------------------------------------------------- report

@@ -19,7 +19,8 @@ from .knn_monitor_hook import _parse_boundaries
 class CurvePlotHook(Hook):
     """Write ``<work_dir>/<filename>`` (PNG) at the end of training.
 
-    The loss is averaged over bins of ``interval`` iterations; the kNN
+    The loss is mmengine's ``train/loss`` averaged over bins of
+    ``interval`` iterations; the kNN
     points are the ``knn/history`` that :class:`KNNMonitorHook` keeps, its
     ``knn/start_top1`` a dotted line.  Stage boundaries come from ``stages``
     or, when None, from the hook that defines them (``StageBootstrapHook``),
@@ -48,22 +49,22 @@ class CurvePlotHook(Hook):
         self.interval = interval
         self.stages = None if stages is None else list(stages)
         self.labels = dict(labels or {})
-        self._sum, self._count = 0.0, 0
 
     def after_train_iter(self, runner, batch_idx, data_batch=None,
                          outputs=None) -> None:
-        loss = (outputs or {}).get('loss')
-        if loss is None:
+        # mmengine's RuntimeInfoHook (VERY_HIGH) has already put this
+        # iteration's loss into the hub's `train/loss` buffer: average that.
+        if (runner.iter + 1) % self.interval:
             return
-        self._sum += float(loss.detach() if hasattr(loss, "detach") else loss)
-        self._count += 1
-        if self._count == self.interval:
-            epoch = (runner.iter + 1) / max(len(runner.train_dataloader), 1)
-            hub = runner.message_hub
-            curve = hub.get_info('curves/loss', [])
-            hub.update_info('curves/loss',
-                            curve + [[epoch, self._sum / self._count]])
-            self._sum, self._count = 0.0, 0
+        hub = runner.message_hub
+        if 'train/loss' not in hub.log_scalars:
+            return
+        curve = hub.get_info('curves/loss')
+        if curve is None:
+            curve = []
+            hub.update_info('curves/loss', curve)
+        epoch = (runner.iter + 1) / max(len(runner.train_dataloader), 1)
+        curve.append([epoch, hub.get_scalar('train/loss').mean(self.interval)])
 
     def _boundaries(self, runner) -> List[int]:
         stages = self.stages

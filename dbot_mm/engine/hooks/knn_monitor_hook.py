@@ -104,9 +104,10 @@ class KNNMonitorHook(Hook):
     starting point: a feature-distillation run can spend its first epochs
     below its own random init, which the loss never shows.  The start value
     and the history (``<prefix>/start_top1``, ``<prefix>/history``) are
-    runtime info
-    of the message hub, so they survive ``--resume``.  Under DDP every rank embeds its shard; the shards are
-    gathered so that all ranks see the same number.
+    runtime info of the message hub, so they survive ``--resume``.
+
+    Under DDP every rank embeds its shard; the shards are gathered so that
+    all ranks see the same number.
 
     A side measurement never costs the run: an error while scoring (an
     unreadable image, out of memory) is logged as one ERROR line and
