@@ -331,8 +331,15 @@ def test_centred_knn_ignores_a_shared_direction():
     assert (raw == labels[100:]).float().mean() < 0.7
 
 
-def test_centre_option_in_evaluate():
+def test_centre_option_in_evaluate(monkeypatch):
     from mmengine.logging import MessageHub
+    seen = []
+
+    def recording_knn(bank, *args, **kwargs):
+        seen.append(bank.mean(0))
+        return knn_classify(bank, *args, **kwargs)
+
+    monkeypatch.setattr(knn_mod, 'knn_classify', recording_knn)
     from mmengine.visualization import Visualizer
     lines = []
     runner = SimpleNamespace(
@@ -345,5 +352,8 @@ def test_centre_option_in_evaluate():
                           dict(loader, dataset=ColourData(9, 1)), k=5,
                           centre=True, name='centred')
     assert hook.evaluate(runner, step=1) == 100.0
+    # the vote saw the bank centred on its mean (the raw colour means are
+    # far from 0)
+    assert torch.allclose(seen[0], torch.zeros_like(seen[0]), atol=1e-6)
     assert runner.message_hub.get_info('knn/centred/history') == [[1, 100.0]]
     assert 'knn/centred/top1 100.00' in lines[0]
