@@ -1,0 +1,219 @@
+"""Does bootstrapping help at equal budget, and does the encoder transfer?
+
+Two studies on the demo's model, data and recipe
+(``configs/pretrain/dbot_demo_fashion-mnist.py``: ViT 128 x 4, patch 4,
+10,000 Fashion-MNIST images, batch 128, blr 1.5e-3, bf16 autocast):
+
+``pretrain``: 15 epochs in total for every row, split into 1, 2 or 3
+stages (1 x 15, 8 + 7, 5 + 5 + 5), with MAE (pixel target, 15 epochs) and
+the untrained encoder as rows. Stages are long enough to get past the early
+kNN dip (about 2 epochs of 78 steps at this scale, ``docs/mini_study.md``);
+whether each stage also ends on its kNN plateau is measured, not assumed:
+the Fashion-MNIST monitor runs every epoch. Every final encoder is scored by
+kNN (k = 20, T = 0.07) and a linear probe on its mean patch token, 10,000
+train images against the 2,000 test images.
+
+``transfer``: the best pretrained encoder of ``pretrain`` and the same
+encoder at random initialisation, fine-tuned on the Fashion-MNIST mosaic
+scenes (Cascade Mask R-CNN, UperNet; ``configs/reproduce/``) under a small
+grid of settings: training-set size, layer decay on / off, learning rate,
+object scale.
+
+Finished runs are cached as JSON under the work dir, so a study can be
+completed across sittings; ``report`` writes the docs from the cache.
+
+    python tools/reproduce/bootstrap_study.py pretrain [--rows R ..] [--seeds S ..]
+    python tools/reproduce/bootstrap_study.py transfer [--settings X ..] [--seeds S ..]
+    python tools/reproduce/bootstrap_study.py report
+"""
+import argparse
+import copy
+import json
+import os
+import os.path as osp
+import sys
+import time
+
+HERE = osp.dirname(osp.abspath(__file__))
+sys.path.insert(0, HERE)
+
+import demo_study  # noqa: E402
+
+REPO = demo_study.REPO
+WORK = osp.join(REPO, 'work_dirs', 'bootstrap_study')
+TOTAL_EPOCHS = 15
+
+# row -> (label, target, epochs per stage)
+ROWS = {
+    'random_teacher': ('random teacher, 1 stage', 'dbot', [15]),
+    'dbot_2stage': ('dBOT, 2 stages', 'dbot', [8, 7]),
+    'dbot_3stage': ('dBOT, 3 stages', 'dbot', [5, 5, 5]),
+    'mae': ('MAE (pixel target)', 'mae', [15]),
+}
+BASELINE = 'random_teacher'  # rows are paired against it
+
+
+def log(msg):
+    print(f'[bootstrap_study {time.strftime("%H:%M:%S")}] {msg}', flush=True)
+
+
+# --------------------------------------------------------------- pretrain
+def row_recipe(row):
+    from mmengine.config import Config
+    r = demo_study.shipped_recipe(Config.fromfile(demo_study.DEMO))
+    r['stage_epochs'] = list(ROWS[row][2])
+    assert sum(r['stage_epochs']) == TOTAL_EPOCHS
+    return r
+
+
+def mae_model(cfg, r):
+    """mmpretrain's MAE with the demo's encoder, decoder and init."""
+    img = cfg.model.backbone.img_size
+    patch = cfg.model.backbone.patch_size
+    return dict(
+        type='MAE',
+        backbone=dict(type='MAEViT', arch=cfg.model.backbone.arch,
+                      img_size=img, patch_size=patch,
+                      mask_ratio=r['mask_ratio']),
+        neck=dict(type='MAEPretrainDecoder', num_patches=(img // patch)**2,
+                  patch_size=patch, in_chans=3, embed_dim=r['dims'],
+                  decoder_embed_dim=r['dec_dims'],
+                  decoder_depth=r['dec_depth'],
+                  decoder_num_heads=cfg.model.neck.decoder_num_heads,
+                  mlp_ratio=4.),
+        head=dict(type='MAEPretrainHead', norm_pix=True, patch_size=patch,
+                  loss=dict(type='PixelReconstructionLoss', criterion='L2')),
+        data_preprocessor=cfg.model.get('data_preprocessor'),
+        init_cfg=[
+            dict(type='Xavier', layer='Linear', distribution='uniform'),
+            dict(type='Constant', layer='LayerNorm', val=1.0, bias=0.0)
+        ])
+
+
+def pretrain_cfg(row, seed, work_dir, fm_root, digits_root):
+    r = row_recipe(row)
+    cfg, stages = demo_study.build_cfg(r, seed, work_dir, fm_root,
+                                       digits_root)
+    if ROWS[row][1] == 'mae':
+        cfg.model = mae_model(cfg, r)
+        cfg.custom_hooks = [h for h in cfg.custom_hooks
+                            if h['type'] != 'StageBootstrapHook']
+    for h in cfg.custom_hooks:
+        if h['type'] == 'KNNMonitorHook':
+            h['interval'] = 1  # every epoch: is each stage on its plateau?
+            h['stages'] = stages
+    cfg.default_hooks.logger.interval = 50
+    return cfg, stages, r
+
+
+def _cached(path, key):
+    if osp.isfile(path):
+        with open(path) as f:
+            res = json.load(f)
+        if res.get('key') == key:
+            return res
+    return None
+
+
+def eval_data(fm_root):
+    from mini_study import EvalData
+    return EvalData(fm_root, mean=[55.9] * 3, std=[84.9] * 3)
+
+
+def score(backbone, data):
+    from mini_study import score as _score
+    return _score(backbone, data)
+
+
+def run_pretrain(row, seed, args, paths, data):
+    from mmengine.runner import Runner
+    work_dir = osp.join(args.work_dir, 'pretrain', f'{row}_seed{seed}')
+    out = osp.join(work_dir, 'result.json')
+    cfg, stages, r = pretrain_cfg(row, seed, work_dir, *paths)
+    key = json.dumps(dict(r, target=ROWS[row][1]), sort_keys=True)
+    res = None if args.force else _cached(out, key)
+    if res:
+        log(f'{row} seed {seed}: cached')
+        return res
+    log(f'{row} seed {seed}: stages {stages}')
+    t0 = time.time()
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    secs = time.time() - t0
+    hub = runner.message_hub
+    res = dict(row=row, seed=seed, key=key, stages=stages,
+               steps_per_epoch=len(runner.train_dataloader),
+               train_seconds=round(secs, 1),
+               monitor=hub.get_info('knn/history', []),
+               digits=hub.get_info('knn/digits/history', []),
+               loss=hub.get_info('curves/loss', []),
+               checkpoint=osp.join(work_dir, f'epoch_{stages[-1]}.pth'),
+               **score(runner.model.backbone, data))
+    with open(out, 'w') as f:
+        json.dump(res, f)
+    log(f'{row} seed {seed}: monitor kNN {res["monitor"][0][1]:.1f} -> '
+        f'{res["monitor"][-1][1]:.1f}; final kNN {res["knn"]:.1f}, linear '
+        f'{res["linear"]:.1f} ({secs / 60:.1f} min)')
+    del runner
+    return res
+
+
+def run_random_init(seed, args, paths, data):
+    from mmengine.registry import init_default_scope
+    from mmengine.runner import set_random_seed
+    from mmpretrain.registry import MODELS
+    work_dir = osp.join(args.work_dir, 'pretrain', f'random_init_seed{seed}')
+    out = osp.join(work_dir, 'result.json')
+    cfg, _, r = pretrain_cfg(BASELINE, seed, work_dir, *paths)
+    key = json.dumps(r, sort_keys=True)
+    res = None if args.force else _cached(out, key)
+    if res:
+        return res
+    init_default_scope('mmpretrain')
+    set_random_seed(seed)
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    res = dict(row='random_init', seed=seed, key=key,
+               **score(model.backbone, data))
+    os.makedirs(work_dir, exist_ok=True)
+    with open(out, 'w') as f:
+        json.dump(res, f)
+    log(f'random init seed {seed}: kNN {res["knn"]:.1f} linear '
+        f'{res["linear"]:.1f}')
+    return res
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    ap.add_argument('what', choices=['pretrain', 'transfer', 'report'])
+    ap.add_argument('--rows', nargs='+', default=None, choices=list(ROWS))
+    ap.add_argument('--settings', nargs='+', default=None)
+    ap.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
+    ap.add_argument('--work-dir', default=WORK)
+    ap.add_argument('--threads', type=int, default=1,
+                    help='torch threads per run (1: runs stay comparable '
+                    'when several share the cores)')
+    ap.add_argument('--force', action='store_true')
+    args = ap.parse_args(argv)
+    import torch
+    torch.set_num_threads(args.threads)
+    sys.path.insert(0, REPO)
+    import dbot_mm  # noqa: F401
+    if args.what == 'report':
+        import bootstrap_report
+        bootstrap_report.write(args.work_dir)
+        return
+    paths = demo_study.prepare_data()
+    if args.what == 'pretrain':
+        data = eval_data(paths[0])
+        for seed in args.seeds:
+            run_random_init(seed, args, paths, data)
+            for row in args.rows or list(ROWS):
+                run_pretrain(row, seed, args, paths, data)
+    elif args.what == 'transfer':
+        import bootstrap_transfer
+        bootstrap_transfer.main(args, paths)
+
+
+if __name__ == '__main__':
+    main()
