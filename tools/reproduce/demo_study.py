@@ -556,10 +556,17 @@ def write_dip_report(dip, work_dir, out_dir):
     report = osp.join(REPO, 'docs', 'mini_study.md')
     body = '\n'.join(['## The early kNN dip'] + lines[1:]).replace(
         '](dip.png)', '](mini_study/dip.png)')
-    block = f'\n<!-- begin: dip -->\n{body}\n<!-- end: dip -->\n'
+    splice_block(report, 'dip', body)
+
+
+def splice_block(report, name, body):
+    """Write ``body`` into ``report`` between ``<!-- begin: NAME -->`` and
+    ``<!-- end: NAME -->`` (appended when absent); ``mini_study.py`` keeps
+    such blocks when it rewrites its report."""
+    block = f'\n<!-- begin: {name} -->\n{body}\n<!-- end: {name} -->\n'
     with open(report) as f:
         text = f.read()
-    pattern = r'\n<!-- begin: dip -->.*?<!-- end: dip -->\n'
+    pattern = rf'\n<!-- begin: {name} -->.*?<!-- end: {name} -->\n'
     text = (re.sub(pattern, lambda _: block, text, flags=re.S)
             if re.search(pattern, text, flags=re.S) else
             text.rstrip('\n') + '\n' + block)
