@@ -94,6 +94,11 @@ def _register_strategy():
     Without CUDA the FSDP units are placed on the CPU (``device_id='cpu'``
     unless the config sets one), so the same config runs with gloo on CPU.
 
+    Each parameter's real dimensionality is recorded before the wrap, so
+    that weight decay follows the same rules as without FSDP
+    (``FrozenSkipOptimWrapperConstructor``); the optimizer is built from
+    flattened views.
+
     Two fixes, both needed for a resumed run to repeat the uninterrupted one
     bit for bit:
 
@@ -123,6 +128,8 @@ def _register_strategy():
     except ImportError:  # torch without distributed / old mmengine
         return None
 
+    from .optimizers.frozen_skip_constructor import record_param_ndims
+
     @STRATEGIES.register_module(force=True)
     class DBOTFSDPStrategy(FSDPStrategy):
 
@@ -134,6 +141,10 @@ def _register_strategy():
                     self.model_wrapper or dict(
                         type='MMFullyShardedDataParallel'))
                 self.model_wrapper.setdefault('device_id', 'cpu')
+            if model is not None:
+                # the optimizer is built after the wrap, from flattened
+                # views: keep the real shapes for the decay rules
+                record_param_ndims(model)
             model = super()._wrap_model(model)
             units = _fsdp_units(model) if model is not None else []
             on_cpu = any(

@@ -97,3 +97,42 @@ def test_pretrain_configs_use_it(config):
     assert cfg.optim_wrapper.constructor == \
         'FrozenSkipOptimWrapperConstructor'
     assert cfg.optim_wrapper.optimizer.fused is True
+
+
+def test_flattened_weights_keep_their_decay():
+    """Under FSDP (use_orig_params) the optimizer sees every parameter as a
+    flat 1-D view; ``flat_decay_mult`` must still exempt only the really
+    1-D ones, as without the wrapper."""
+    import torch
+    from mmpretrain.registry import MODELS
+
+    from dbot_mm.engine.optimizers import record_param_ndims
+    init_default_scope('mmpretrain')
+    cfg = dict(type='OptimWrapper',
+               optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.05),
+               paramwise_cfg=dict(bias_decay_mult=0., flat_decay_mult=0.))
+
+    def decays(flatten, record):
+        torch.manual_seed(0)
+        model = MODELS.build(TINY_DBOT)
+        if record:
+            record_param_ndims(model)
+        if flatten:  # what FSDP's sharded views look like
+            for p in model.parameters():
+                p.data = p.data.flatten()
+        constructor = FrozenSkipOptimWrapperConstructor(
+            optim_wrapper_cfg={k: v for k, v in cfg.items()
+                               if k != 'paramwise_cfg'},
+            paramwise_cfg=cfg['paramwise_cfg'])
+        names = {id(p): n for n, p in model.named_parameters()}
+        return {names[id(g['params'][0])]: g['weight_decay']
+                for g in constructor(model).optimizer.param_groups}
+
+    ref = decays(flatten=False, record=False)
+    assert ref['backbone.layers.0.attn.qkv.weight'] == 0.05
+    assert ref['backbone.layers.0.attn.qkv.bias'] == 0.
+    assert ref['backbone.ln1.weight'] == 0.
+    # without the recorded shapes every weight matrix loses its decay
+    broken = decays(flatten=True, record=False)
+    assert broken['backbone.layers.0.attn.qkv.weight'] == 0.
+    assert decays(flatten=True, record=True) == ref

@@ -22,8 +22,10 @@ object scale.
 Finished runs are cached as JSON under the work dir, so a study can be
 completed across sittings; ``report`` writes the docs from the cache.
 
-    python tools/reproduce/bootstrap_study.py pretrain [--rows R ..] [--seeds S ..]
-    python tools/reproduce/bootstrap_study.py transfer [--settings X ..] [--seeds S ..]
+    python tools/reproduce/bootstrap_study.py pretrain [--rows R ..] \
+        [--seeds S ..]
+    python tools/reproduce/bootstrap_study.py transfer [--settings X ..] \
+        [--tasks seg det] [--seeds S ..]
     python tools/reproduce/bootstrap_study.py report
 """
 import argparse

@@ -1,7 +1,9 @@
 from .autocast_optim_wrapper import AutocastOptimWrapper
-from .frozen_skip_constructor import FrozenSkipOptimWrapperConstructor
+from .frozen_skip_constructor import (FrozenSkipOptimWrapperConstructor,
+                                      record_param_ndims)
 from .layer_decay_constructor import LayerDecayOptimWrapperConstructor
 
 __all__ = [
     'AutocastOptimWrapper', 'FrozenSkipOptimWrapperConstructor',
-    'LayerDecayOptimWrapperConstructor']
+    'LayerDecayOptimWrapperConstructor',
+    'record_param_ndims']
