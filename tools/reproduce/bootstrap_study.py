@@ -242,9 +242,10 @@ def main(argv=None):
                     'row with the best mean linear probe)')
     ap.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
     ap.add_argument('--work-dir', default=WORK)
-    ap.add_argument('--threads', type=int, default=2,
-                    help='torch threads per run (the thread count changes '
-                    'float rounding: keep it fixed within a study)')
+    ap.add_argument('--threads', type=int, default=1,
+                    help='torch threads per run: the study ran two 1-thread '
+                    'runs at a time (the thread count changes float rounding; '
+                    'keep it fixed within a study)')
     ap.add_argument('--force', action='store_true')
     args = ap.parse_args(argv)
     import torch
