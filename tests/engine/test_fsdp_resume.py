@@ -4,7 +4,7 @@ for bit, on CPU.
 Two gloo processes train the demo-size model with the strategy block of
 ``configs/pretrain/dbot_vith_fsdp.py`` (FSDP units for student encoder and
 decoder, teacher ignored, full state dict) and bf16 autocast with fused AdamW,
-across a stage boundary; its weights must equal a DDP run's. Runs resumed
+across a stage boundary; its logged losses must equal a DDP run's. Runs resumed
 from the checkpoint written at the boundary epoch (the bootstrap then happens
 after the resume) and from one inside the second stage must end with the same
 student, decoder, teacher, AdamW state and LR-scheduler state as the
