@@ -1,8 +1,8 @@
 # Mini study (tools/reproduce/mini_study.py): dBOT pre-training of a small
 # ViT on Fashion-MNIST (28 px zero-padded to 32, patch 4: an 8 x 8 grid) on
-# 2 CPU cores. The study script overrides the data size, epochs, stages,
-# seed and arch per run; run alone, this file is one 2-stage dBOT run of the
-# study's default size:
+# 2 CPU cores. The study's presets (mini-study_{full,quick,reference}.py)
+# inherit it and set their sizes; the study script then sets the stages,
+# seed and paths per run. Run alone, this file is one 2-stage dBOT run:
 #
 #   python tools/dataset_converters/fashion_mnist.py \
 #       --out data/mini_study/full/fashion_mnist --num-train 5000 \

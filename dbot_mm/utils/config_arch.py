@@ -1,4 +1,5 @@
-"""Read an arch from ``configs/_base_/models/`` inside another config."""
+"""Config helpers: read an arch from ``configs/_base_/models/`` inside
+another config, derive the MAE baseline of a dBOT model."""
 from pathlib import Path
 
 
@@ -30,3 +31,41 @@ def vit_arch(name: str, config_dir: str) -> dict:
             return Config.fromfile(str(path)).model.backbone
     raise FileNotFoundError(
         f'no _base_/models/{name} in {start} or a directory above it')
+
+
+def mae_model(arch: dict, img_size: int, patch_size: int,
+              decoder: dict) -> dict:
+    """Return mmpretrain's pixel-target ``MAE`` with a dBOT model's encoder
+    ``arch``, patch grid and decoder size (``decoder``: its neck dict).
+
+    The baseline of a dBOT run then differs only in its target, whatever
+    sizes the dBOT config sets; the init is the official MAE init, as
+    DBOT's default.
+    """
+    return dict(
+        type='MAE',
+        backbone=dict(
+            type='MAEViT',
+            arch=arch,
+            img_size=img_size,
+            patch_size=patch_size,
+            mask_ratio=0.75),
+        neck=dict(
+            type='MAEPretrainDecoder',
+            num_patches=(img_size // patch_size)**2,
+            patch_size=patch_size,
+            in_chans=3,
+            embed_dim=arch['embed_dims'],
+            decoder_embed_dim=decoder['decoder_embed_dim'],
+            decoder_depth=decoder['decoder_depth'],
+            decoder_num_heads=decoder['decoder_num_heads'],
+            mlp_ratio=4.),
+        head=dict(
+            type='MAEPretrainHead',
+            norm_pix=True,
+            patch_size=patch_size,
+            loss=dict(type='PixelReconstructionLoss', criterion='L2')),
+        init_cfg=[
+            dict(type='Xavier', layer='Linear', distribution='uniform'),
+            dict(type='Constant', layer='LayerNorm', val=1.0, bias=0.0)
+        ])

@@ -24,20 +24,26 @@ come from ``dbot_mm.analysis``. The results go to ``docs/mini_study.md``
 (with ``--preset full``) or to the work dir, and every finished run is
 cached in ``<work dir>/<run>/result.json`` so an interrupted study resumes
 where it stopped (``--force`` reruns).
+
+Each preset is a config, ``configs/reproduce/mini-study_<preset>.py``: the
+sizes of every run and, in its ``mini_study`` dict, the seeds, methods,
+evaluation and transfer settings; this script changes per run only the
+method's model and stages, the seed and the paths. The report's text is
+``templates/mini_study.md``.
 """
 import argparse
 import copy
 import datetime
 import json
-import logging
 import os
 import os.path as osp
 import platform
 import re
-import subprocess
+import string
 import sys
 import time
-from typing import Dict, List, Optional
+from collections.abc import Mapping
+from typing import Dict, List
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, REPO)
@@ -48,69 +54,75 @@ import torch  # noqa: E402
 CLASSES = ('T-shirt_top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal',
            'Shirt', 'Sneaker', 'Bag', 'Ankle_boot')
 CONFIG_DIR = osp.join(REPO, 'configs', 'reproduce')
-PRETRAIN_CONFIGS = dict(
-    dbot=osp.join(CONFIG_DIR, 'mini-study_dbot_fashion-mnist.py'),
-    mae=osp.join(CONFIG_DIR, 'mini-study_mae_fashion-mnist.py'))
+# one dBOT config per preset: the sizes of every run and, in its
+# `mini_study` dict, the study around them
+PRESET_CONFIGS = {
+    name: osp.join(CONFIG_DIR, f'mini-study_{name}.py')
+    for name in ('full', 'quick', 'reference')
+}
 TASK_CONFIGS = dict(
     det=osp.join(CONFIG_DIR, 'mini-study_cascade-mask-rcnn_mosaic.py'),
     seg=osp.join(CONFIG_DIR, 'mini-study_upernet_mosaic.py'))
+TEMPLATE = osp.join(osp.dirname(osp.abspath(__file__)), 'templates',
+                    'mini_study.md')
 
-# name: (label, pretrain config, number of stages)
+# name: (label, model (dBOT or its MAE baseline), number of stages)
 METHODS = {
     'mae': ('MAE (pixel target)', 'mae', 1),
     'random_teacher': ('random teacher, 1 stage', 'dbot', 1),
     'dbot_2stage': ('dBOT, 2 stages', 'dbot', 2),
     'dbot_3stage': ('dBOT, 3 stages', 'dbot', 3),
 }
-
-_ARCH_S = dict(embed_dims=128, num_layers=6, num_heads=4,
-               feedforward_channels=512)
-PRESETS = {
-    # ~70 min on 2 idle cores (sizing in docs/mini_study.md)
-    'full': dict(
-        seeds=[0, 1, 2],
-        methods=list(METHODS),
-        num_train=4000, num_val=4000,
-        arch=_ARCH_S, decoder=dict(dims=96, depth=2, heads=3),
-        epochs=12, warmup=1, batch_size=128, blr=1e-3,
-        knn_monitor=(1000, 500), knn_interval=2,
-        analysis_images=256,
-        mosaic=dict(num_train=600, num_val=200, canvas=64,
-                    objects=(1, 3), scale=(0.75, 1.25)),
-        det=dict(epochs=4, batch_size=8, lr=4e-4, warmup=50),
-        seg=dict(iters=400, batch_size=8, lr=4e-4, warmup=50)),
-    # a couple of minutes: every step once, on toy sizes
-    'quick': dict(
-        seeds=[0],
-        methods=list(METHODS),
-        num_train=192, num_val=128,
-        arch=dict(embed_dims=64, num_layers=4, num_heads=2,
-                  feedforward_channels=128),
-        decoder=dict(dims=32, depth=1, heads=2),
-        epochs=6, warmup=1, batch_size=64, blr=1e-3,
-        knn_monitor=(192, 128), knn_interval=2,
-        analysis_images=32,
-        mosaic=dict(num_train=16, num_val=8, canvas=64,
-                    objects=(1, 3), scale=(0.75, 1.25)),
-        det=dict(epochs=1, batch_size=8, lr=4e-4, warmup=2),
-        seg=dict(iters=8, batch_size=8, lr=4e-4, warmup=2)),
-    # the recipe the official code was measured at: 192 x 6 ViT, decoder
-    # 128 x 4, 10k images, batch 256, 10 epochs per stage, fp32; kNN on the
-    # 10k test images after each stage. dBOT only.
-    'reference': dict(
-        seeds=[0],
-        methods=['dbot_2stage'],
-        num_train=10000, num_val=10000,
-        arch=dict(embed_dims=192, num_layers=6, num_heads=3,
-                  feedforward_channels=768),
-        decoder=dict(dims=128, depth=4, heads=4),
-        epochs=20, warmup=1, batch_size=256, blr=1e-3,
-        knn_monitor=(10000, 10000), knn_interval=0,
-        analysis_images=256,
-        mosaic=None, det=None, seg=None),
-}
 REFERENCE_KNN = {'random init': 62.3, 'after stage 1': 72.5,
                  'after stage 2': 73.7}
+
+
+def load_preset(name: str) -> dict:
+    """The settings ``p`` the study reads, taken from the preset's config:
+    the run sizes from the config itself, the rest from ``mini_study``."""
+    from mmengine.config import Config
+    cfg = Config.fromfile(PRESET_CONFIGS[name])
+    s = cfg.mini_study.to_dict()
+    neck = cfg.model.neck
+    knn = next(h for h in cfg.custom_hooks if h['type'] == 'KNNMonitorHook')
+    return dict(
+        seeds=s['seeds'],
+        methods=s['methods'],
+        num_train=s['num_train'], num_val=s['num_val'],
+        arch=cfg.model.backbone.arch.to_dict(),
+        decoder=dict(dims=neck.decoder_embed_dim, depth=neck.decoder_depth,
+                     heads=neck.decoder_num_heads),
+        epochs=cfg.train_cfg.max_epochs, warmup=cfg.warmup_epochs,
+        batch_size=cfg.train_dataloader.batch_size, blr=s['blr'],
+        knn_monitor=tuple(cfg.knn_monitor_size),
+        knn_interval=knn['interval'],
+        analysis_images=s['analysis_images'],
+        mosaic=s['mosaic'], det=s['det'], seg=s['seg'],
+        config=osp.relpath(PRESET_CONFIGS[name], REPO))
+
+
+class _Presets(Mapping):
+    """Preset name -> :func:`load_preset`, parsed on first use (importing
+    this module for its helpers parses no config)."""
+
+    def __init__(self):
+        self._loaded = {}
+
+    def __getitem__(self, name):
+        if name not in PRESET_CONFIGS:
+            raise KeyError(name)
+        if name not in self._loaded:
+            self._loaded[name] = load_preset(name)
+        return self._loaded[name]
+
+    def __iter__(self):
+        return iter(PRESET_CONFIGS)
+
+    def __len__(self):
+        return len(PRESET_CONFIGS)
+
+
+PRESETS = _Presets()
 
 
 # --------------------------------------------------------------------- util
@@ -245,45 +257,33 @@ def analyse(backbone, images: torch.Tensor) -> Dict[str, list]:
 # ---------------------------------------------------------------- pretrain
 def pretrain_cfg(p: dict, method: str, seed: int, data_root: str,
                  work_dir: str, verbose: bool):
+    """The preset's config with what one run changes: the method's model
+    and stages, the seed and the paths."""
     from mmengine.config import Config
 
     from dbot_mm.engine.schedules import stage_lr_schedulers
+    from dbot_mm.utils.config_arch import mae_model
     _, kind, num_stages = METHODS[method]
-    cfg = Config.fromfile(PRETRAIN_CONFIGS[kind])
-    arch, dec = copy.deepcopy(p['arch']), p['decoder']
-    epochs = p['epochs']
-    stages = stage_bounds(epochs, num_stages)
-
-    cfg.model.backbone.arch = arch
-    cfg.model.neck.update(embed_dim=arch['embed_dims'],
-                          decoder_embed_dim=dec['dims'],
-                          decoder_depth=dec['depth'],
-                          decoder_num_heads=dec['heads'])
+    cfg = Config.fromfile(osp.join(REPO, p['config']))
+    stages = stage_bounds(cfg.train_cfg.max_epochs, num_stages)
     hooks = [h for h in cfg.custom_hooks
              if h['type'] != 'StageBootstrapHook']
-    if kind == 'dbot':
-        depths = [arch['num_layers']] * num_stages
-        cfg.model.teacher.update(arch=copy.deepcopy(arch), depth=depths[0])
+    if kind == 'mae':
+        bb = cfg.model.backbone
+        cfg.model = mae_model(bb.arch, bb.img_size, bb.patch_size,
+                              cfg.model.neck)
+    else:  # with one stage too: the hook checks the teacher depth
         hooks.insert(0, dict(type='StageBootstrapHook', stages=stages,
-                             teacher_depths=depths))
-    cfg.param_scheduler = stage_lr_schedulers(stages,
-                                              warmup_epochs=p['warmup'])
-    cfg.train_cfg.max_epochs = epochs
+                             teacher_depths=[cfg.model.teacher.depth] *
+                             num_stages))
+    cfg.param_scheduler = stage_lr_schedulers(
+        stages, warmup_epochs=cfg.warmup_epochs)
     for h in hooks:
         if h['type'] == 'KNNMonitorHook':
-            h['eval_at_start'] = True  # every curve starts at random init
-            h['interval'] = p['knn_interval']
-            for loader, size in zip(
-                    (h['train_dataloader'], h['val_dataloader']),
-                    p['knn_monitor']):
+            for loader in (h['train_dataloader'], h['val_dataloader']):
                 loader['dataset']['data_root'] = data_root
-                loader['dataset']['indices'] = size
     cfg.custom_hooks = hooks
     cfg.train_dataloader.dataset.data_root = data_root
-    cfg.train_dataloader.batch_size = p['batch_size']
-    cfg.optim_wrapper.optimizer.lr = p['blr'] * p['batch_size'] / 256
-    cfg.default_hooks.checkpoint.update(interval=epochs, max_keep_ckpts=1)
-    cfg.default_hooks.logger.interval = 50
     cfg.randomness = dict(seed=seed, diff_rank_seed=False)
     cfg.work_dir = work_dir
     cfg.experiment_name = f'{method}_seed{seed}_{time.time_ns()}'
@@ -377,7 +377,12 @@ def preset_key(p: dict) -> str:
 
 # ---------------------------------------------------------------- transfer
 def task_cfg(task, p, checkpoint, paths, work_dir, seed, verbose):
+    """The det / seg config of one fine-tuning run. ``p`` needs only
+    ``arch``, ``mosaic['canvas']`` and ``p[task]`` (the schedule), so that
+    other studies pass their own."""
     from mmengine.config import Config
+
+    from dbot_mm.engine.schedules import step_lr_schedulers
     cfg = Config.fromfile(TASK_CONFIGS[task])
     if p['mosaic']['canvas'] != cfg.canvas:
         raise ValueError(f'{TASK_CONFIGS[task]} is written for '
@@ -394,27 +399,17 @@ def task_cfg(task, p, checkpoint, paths, work_dir, seed, verbose):
     if task == 'det':
         root = osp.join(paths['mosaic'], 'coco') + '/'
         cfg.model.neck.in_channels = [width] * 4
-        for loader in (cfg.train_dataloader, cfg.val_dataloader,
-                       cfg.test_dataloader):
-            loader.dataset.data_root = root
         for ev in (cfg.val_evaluator, cfg.test_evaluator):
             ev.ann_file = root + 'annotations/instances_val2017.json'
         e = t['epochs']
         cfg.train_cfg.update(max_epochs=e, val_interval=e)
-        cfg.param_scheduler = [
-            dict(type='LinearLR', start_factor=0.001, by_epoch=False,
-                 begin=0, end=t['warmup']),
-            dict(type='MultiStepLR', begin=0, end=e, by_epoch=True,
-                 milestones=[max(1, e - 1)], gamma=0.1)
-        ]
+        cfg.param_scheduler = step_lr_schedulers(
+            e, milestones=[max(1, e - 1)], warmup_iters=t['warmup'])
         cfg.default_hooks.checkpoint.update(interval=e)
     else:
         root = osp.join(paths['mosaic'], 'ade')
         cfg.model.decode_head.in_channels = [width] * 4
         cfg.model.auxiliary_head.in_channels = width
-        for loader in (cfg.train_dataloader, cfg.val_dataloader,
-                       cfg.test_dataloader):
-            loader.dataset.data_root = root
         it, warm = t['iters'], t['warmup']
         cfg.train_cfg.update(max_iters=it, val_interval=it)
         cfg.param_scheduler = [
@@ -424,6 +419,9 @@ def task_cfg(task, p, checkpoint, paths, work_dir, seed, verbose):
                  by_epoch=False)
         ]
         cfg.default_hooks.checkpoint.update(interval=it)
+    for loader in (cfg.train_dataloader, cfg.val_dataloader,
+                   cfg.test_dataloader):
+        loader.dataset.data_root = root
     cfg.train_dataloader.batch_size = t['batch_size']
     cfg.optim_wrapper.optimizer.lr = t['lr']
     cfg.randomness = dict(seed=seed)
@@ -566,169 +564,26 @@ def _signed(values: List[float]) -> str:
     return f'{np.mean(values):+.1f} ± {np.std(values, ddof=1):.1f}'
 
 
-STATIC_METHODS = """\
-What is compared (one small ViT, identical data, optimizer, epochs and
-seeds for every row; only the target and the number of stages change):
-
-| row | target the student regresses | stages |
-|---|---|---|
-| random init | – (the untrained encoder) | – |
-| MAE (pixel target) | normalised pixels of the masked patches (mmpretrain `MAE`) | 1 |
-| random teacher, 1 stage | tokens of the frozen, randomly initialised network (dBOT's first stage, never bootstrapped) | 1 |
-| dBOT, 2 stages | as above, then the teacher is replaced by the trained student and the student restarts from a fresh init (`StageBootstrapHook`) | 2 |
-| dBOT, 3 stages | the same with two bootstraps | 3 |
-
-The paper's claims that this checks at toy scale: (1) the choice of target
-matters little, a random teacher is enough ("different targets tend to
-derive similarly behaved models"); (2) bootstrapping the teacher over
-stages improves the representation (2 stages for classification, 3 for
-detection and segmentation); (3) the bootstrapped encoder transfers to
-detection and segmentation.
-"""
-
-SIZING = """\
-## Sizing
-
-The budget is the whole study in 60-90 minutes on 2 CPU cores. Measured on
-this machine (AMD EPYC, 2 cores, fp32, quiet periods of a shared machine),
-per training step:
-
-| part | setting | measured | per run |
-|---|---|---|---|
-| dBOT pretraining (student + decoder + full-image teacher) | ViT 128 x 6, decoder 96 x 2, batch 128 | ~0.6 s / step (~210 img/s) | 12 epochs x 31 steps: ~4 min |
-| MAE pretraining | same encoder and decoder | ~0.36 s / step (~350 img/s) | ~2.5 min |
-| kNN monitor | 1000 bank / 500 queries, every 2 epochs and at stage ends | ~3 s / evaluation | ~0.4 min |
-| final kNN + linear probe + analysis | 4000 + 4000 images | | ~0.3 min |
-| Cascade Mask R-CNN | 64 px, batch 8 | ~0.8 s / step; eval ~0.3 s / image | 4 epochs x 75 steps + 200 val images: ~5 min |
-| UperNet | 64 px, batch 8 | ~0.37 s / step | 400 steps: ~2.5 min |
-
-So 12 pretraining runs (4 methods x 3 seeds) take about 50 minutes with
-their evaluations, the 4 transfer runs about 15, data preparation one:
-about 70 minutes on an idle machine; on a machine shared with other jobs
-everything stretches by the load factor. What was cut to fit, against the
-official-code reference (192 x 6 ViT, decoder 128 x 4, 10k images,
-batch 256, 10 epochs per stage): the encoder is 128 wide with 4 heads
-(about 2.5x cheaper per image), the decoder 96 x 2, 4000 train images, 12
-epochs in total for every method (the 3-stage run gets 4 per stage), one
-warmup epoch per stage. Precision is fp32: mmengine's `AmpOptimWrapper`
-refuses CPU-only machines, and a check of bf16 autocast on this CPU
-(avx512_bf16, no AMX) showed no consistent speed-up for these small
-matrices. The learning rate follows
-the official rule, lr = blr x batch / 256 with MAE's default blr 1e-3; it
-was not tuned. Detection and segmentation use the configs of `configs/det`
-and `configs/seg` (inherited, shrunk: 64-channel FPN, 32-channel RoI heads,
-adapter scales 2 / 1 / 0.5 / 0.25 for the patch-4 grid, BN, no AMP; see
-`configs/reproduce/`). Checked before fixing these budgets: from random
-initialisation, 3 epochs of Cascade Mask R-CNN on the 600 training scenes
-reach 29.9 bbox / 35.5 segm mAP and 200 UperNet steps 20.6 mIoU, so the
-transfer runs learn enough to compare encoders. With other jobs on the
-same 2 cores every step was 2-10x slower than in the table (OpenMP
-threads of two processes fight for the cores); `--threads 1` helps there.
-"""
-
-ANALYSIS_TOOLS = """\
-## The property tools
-
-The study's property plots come from `dbot_mm.analysis`, which the two
-command-line tools wrap for any checkpoint: a dbot_mm training checkpoint (the
-student `backbone.*` or, with `--component teacher`, the teacher, cut to the blocks
-it runs), an mmpretrain MAE checkpoint, a published backbone
-(`tools/model_converters/publish_model.py`) or a converted official one.
-
-```bash
-python tools/analysis/attention_distance.py CONFIG_OR_ARCH CHECKPOINT \\
-    --data-root data/fashion_mnist --ann-file meta/val.txt --data-prefix val \\
-    --num-images 256 --out work_dirs/analysis      # or --images DIR
-python tools/analysis/singular_values.py CONFIG_OR_ARCH CHECKPOINT \\
-    --images DIR --layers all --out work_dirs/analysis
-```
-
-`CONFIG_OR_ARCH` is a config (arch, patch and image size from
-`model.<component>`, input normalisation from its data preprocessor), an
-mmpretrain arch name, or `auto` (widths and depth from the tensors; pass
-`--num-heads` for non-standard widths). Each tool writes a PNG, a CSV and a
-JSON summary.
-
-* Mean attention distance: for every query patch, the attention-weighted
-  mean Euclidean distance in pixels between patch centres, averaged over
-  query patches and images, per block and head. The cls token is neither
-  query nor key; each query's patch weights are renormalised to sum to one
-  (`--no-renormalize` keeps the raw weights, as the public ViT notebooks
-  do). Attention maps are recomputed from each block's `qkv` layer, since
-  mmpretrain's attention runs fused SDPA.
-* Singular values: block outputs (before the final LayerNorm) of every
-  patch token of the images, stacked, centred per channel; singular values
-  divided by the largest, log scale; the JSON adds the effective rank.
-"""
-
-
-REFERENCE = """\
-## The official code at the reference recipe
-
-The official code (`models_mae.py`), measured on 2 cores: 192-wide
-6-deep ViT, patch 4, 32 px, decoder 128 x 4, 10k images, batch 256, 10
-epochs per stage, fp32, about 20 minutes per stage; kNN top-1 (k = 20, mean
-patch token, 10k test images) 62.3 % at random init, 72.5 % after stage 1,
-73.7 % after stage 2. The official side is rerun by
-`python tools/reproduce/official_dbot.py --official PATH --official-timm DIR
---data-root DIR --dims 192 --depth 6 --heads 3 --dec-dims 128 --dec-depth 4
---batch 256 --blr 1e-3 --warmup 1 --stage-epochs 0 10 20 --knn-bank 10000
---knn-every 10 --out official_reference.json` (the untouched official code,
-this repository's data pipeline and kNN probe; about 40 minutes idle).
-The same recipe through dbot_mm is
-`python tools/reproduce/mini_study.py --preset reference` (dBOT only, one
-seed, about 45 minutes idle; not part of the study above; lr 1e-3 with one
-warmup epoch per stage is our assumption; the official measurement does not state it). It
-writes its own report with the comparison into
-`work_dirs/mini_study/reference/`.
-"""
-
-
 def _erank(runs) -> float:
     from dbot_mm.analysis import effective_rank
     return float(np.mean([effective_rank(r['singular_values'])
                           for r in runs]))
 
 
-def write_report(path, p, preset, results, inits, tasks, best, timings,
-                 machine, fig_dir, command):
-    rel = lambda f: osp.relpath(osp.join(fig_dir, f),  # noqa: E731
-                                osp.dirname(osp.abspath(path)))
-    a = p['arch']
-    lines = [
-        '# Mini study: dBOT on Fashion-MNIST, CPU',
-        '',
-        'Generated by `tools/reproduce/mini_study.py` on '
-        f'{datetime.date.today().isoformat()} (preset `{preset}`); the '
-        'command, the machine and the wall times are at the end.',
-        '',
-        STATIC_METHODS,
-        f'Encoder: ViT {a["embed_dims"]} wide, {a["num_layers"]} blocks, '
-        f'{a["num_heads"]} heads, patch 4 on 32 px (Fashion-MNIST padded); '
-        f'decoder {p["decoder"]["dims"]} x {p["decoder"]["depth"]}. '
-        f'{p["num_train"]} train images (pretraining set, kNN bank and probe '
-        f'training set), {p["num_val"]} test images; {p["epochs"]} epochs '
-        f'in total for every method, batch {p["batch_size"]}, AdamW lr '
-        f'{p["blr"] * p["batch_size"] / 256:g}, {p["warmup"]} warmup '
-        f'epoch(s) per stage, fp32; seeds {p["seeds"]}.',
-        '',
-        '## Representation quality',
-        '',
-        'kNN: cosine, k = 20, T = 0.07 on the mean patch token '
-        '(`knn_classify`); linear: logistic regression on the same frozen '
-        'features (standardised, L-BFGS, fixed L2; `dbot_mm.analysis.'
-        'linear_probe`). Mean ± sample std over seeds. "kNN monitor": '
-        f'`KNNMonitorHook` ({p["knn_monitor"][0]} bank / '
-        f'{p["knn_monitor"][1]} queries) at the end of each stage. '
-        '"eff. rank": exp(entropy) of the normalised singular values of '
-        'the last block\'s patch tokens.',
-        '',
-        '| method | stages (epochs) | kNN top-1 | linear top-1 | '
-        'kNN monitor after each stage | eff. rank | pretrain min/run |',
-        '|---|---|---|---|---|---|---|',
-    ]
+def report_parts(path: str = TEMPLATE) -> Dict[str, string.Template]:
+    """The blocks of the report template, by the name of their ``<!-- part:
+    NAME -->`` line; each ends with one newline."""
+    with open(path) as f:
+        chunks = re.split(r'^<!-- part: (\w+) -->\n', f.read(),
+                          flags=re.M)[1:]
+    return {name: string.Template(body.rstrip('\n') + '\n')
+            for name, body in zip(chunks[::2], chunks[1::2])}
+
+
+def _quality_rows(p, results, inits) -> List[str]:
+    rows = []
     if inits:
-        lines.append(
+        rows.append(
             f'| random init | – | {mean_std([r["knn"] for r in inits])} | '
             f'{mean_std([r["linear"] for r in inits])} | – | '
             f'{_erank(inits):.1f} | – |')
@@ -737,11 +592,11 @@ def write_report(path, p, preset, results, inits, tasks, best, timings,
         if not runs:
             continue
         stages = runs[0]['stages']
-        per_stage = []
-        for b in stages[1:]:
-            vals = [v for r in runs for e, v in r['knn_curve'] if e == b]
-            per_stage.append(mean_std(vals))
-        lines.append(
+        per_stage = [
+            mean_std([v for r in runs for e, v in r['knn_curve'] if e == b])
+            for b in stages[1:]
+        ]
+        rows.append(
             f'| {METHODS[m][0]} | {len(stages) - 1} '
             f'({", ".join(str(y - x) for x, y in zip(stages, stages[1:]))})'
             f' | {mean_std([r["knn"] for r in runs])} | '
@@ -749,128 +604,105 @@ def write_report(path, p, preset, results, inits, tasks, best, timings,
             f'{" → ".join(per_stage)} | '
             f'{_erank(runs):.1f} | '
             f'{np.mean([r["train_seconds"] for r in runs]) / 60:.1f} |')
-    lines += ['', f'![kNN curve]({rel("knn_curve.png")})', '']
+    return rows
 
+
+def _paired_rows(results, base, others) -> List[str]:
+    rows = []
+    for m in others:
+        dk = _paired(results, m, base, 'knn')
+        dl = _paired(results, m, base, 'linear')
+        rows.append(f'| {METHODS[m][0]} | {_signed(dk)} | '
+                    f'{_signed(dl)} | {_verdict(dl)} |')
+    return rows
+
+
+def _transfer_rows(tasks, best) -> List[str]:
+    fmt = lambda v: 'n/a' if v is None else f'{v:.1f}'  # noqa: E731
+    rows = []
+    for name in ('pretrained', 'random_init'):
+        d = tasks.get(('det', name), {})
+        s = tasks.get(('seg', name), {})
+        label = best if name == 'pretrained' else 'random init'
+        rows.append(f'| {label} | {fmt(d.get("coco/bbox_mAP"))} | '
+                    f'{fmt(d.get("coco/segm_mAP"))} | '
+                    f'{fmt(s.get("mIoU"))} |')
+    return rows
+
+
+def _official_rows(results, inits) -> List[str]:
+    """Our kNN at the points the official code was measured at."""
+    r = results[0] if results else None
+    ours = {'random init': inits[0]['knn'] if inits else None}
+    if r:
+        for i, b in enumerate(r['stages'][1:], 1):
+            ours[f'after stage {i}'] = next(
+                (v for e, v in r['knn_curve'] if e == b), None)
+    return [f'| {k} | {v:.1f} | '
+            f'{"n/a" if ours.get(k) is None else f"{ours[k]:.1f}"} |'
+            for k, v in REFERENCE_KNN.items()]
+
+
+def write_report(path, p, preset, results, inits, tasks, best, timings,
+                 machine, fig_dir, command):
+    """Fill templates/mini_study.md with the tables; the blocks other
+    scripts wrote into the report (:func:`kept_sections`) stay at the end."""
+    parts = report_parts()
+
+    def section(name, **values):  # a block and the blank line after it
+        return parts[name].substitute(**values) + '\n'
+
+    rel = lambda f: osp.relpath(osp.join(fig_dir, f),  # noqa: E731
+                                osp.dirname(osp.abspath(path)))
+    a = p['arch']
     base = 'random_teacher'
     others = [m for m in p['methods'] if m != base]
-    if base in p['methods'] and others:
-        lines += [
-            '### Paired by seed, against "random teacher, 1 stage"',
-            '',
-            '"higher" / "lower": the mean difference is more than twice its '
-            'standard error over seeds, otherwise "within noise".',
-            '',
-            '| method | Δ kNN | Δ linear | verdict (linear) |',
-            '|---|---|---|---|',
-        ]
-        for m in others:
-            dk = _paired(results, m, base, 'knn')
-            dl = _paired(results, m, base, 'linear')
-            lines.append(f'| {METHODS[m][0]} | {_signed(dk)} | '
-                         f'{_signed(dl)} | {_verdict(dl)} |')
-        lines.append('')
-    if tasks:
-        lines += [
-            '## Transfer to the mosaic sets',
-            '',
-            f'Best pretraining method by mean linear top-1: **{best}** '
-            '(its seed-0 encoder), against the same encoder at random '
-            'initialisation. Cascade Mask R-CNN (mmdet CocoMetric, '
-            'pycocotools) and UperNet (mmseg IoUMetric) on 64 px canvases; '
-            f'{p["mosaic"]["num_train"]} train / {p["mosaic"]["num_val"]} '
-            f'val scenes; det {p["det"]["epochs"]} epochs, seg '
-            f'{p["seg"]["iters"]} iterations, one seed. The scenes are '
-            'synthetic (random layouts of real Fashion-MNIST items): these '
-            'numbers say nothing about COCO or ADE20K.',
-            '',
-            '| encoder | bbox mAP | segm mAP | mIoU |',
-            '|---|---|---|---|',
-        ]
-        for name in ('pretrained', 'random_init'):
-            d = tasks.get(('det', name), {})
-            s = tasks.get(('seg', name), {})
-            label = best if name == 'pretrained' else 'random init'
-            fmt = lambda v: 'n/a' if v is None else f'{v:.1f}'  # noqa: E731
-            lines.append(f'| {label} | {fmt(d.get("coco/bbox_mAP"))} | '
-                         f'{fmt(d.get("coco/segm_mAP"))} | '
-                         f'{fmt(s.get("mIoU"))} |')
-        lines.append('')
-    lines += [
-        '## Properties',
-        '',
-        'Mean attention distance per block and head (cls token left out as '
-        'query and key, patch weights renormalised; dashed: uniform '
-        'attention over the 8 x 8 grid, '
-        f'{p["analysis_images"]} test images) and the normalised singular '
-        'values of the last block\'s patch tokens, averaged over seeds. '
-        'CSVs next to the PNGs.',
-        '',
-        f'![attention distance]({rel("attention_distance.png")})',
-        '',
-        f'![singular values]({rel("singular_values.png")})',
-        '',
-        '| method | ' + ' | '.join(f'block {i + 1}'
-                                   for i in range(a['num_layers'])) +
-        ' (mean over heads, px) |',
-        '|---|' + '---|' * a['num_layers'],
-    ]
+    paired = section('paired', rows='\n'.join(
+        _paired_rows(results, base, others))) \
+        if base in p['methods'] and others else ''
+    transfer = section(
+        'transfer', best=best, num_train=p['mosaic']['num_train'],
+        num_val=p['mosaic']['num_val'], det_epochs=p['det']['epochs'],
+        seg_iters=p['seg']['iters'],
+        rows='\n'.join(_transfer_rows(tasks, best))) if tasks else ''
+    official = section('official_reference', rows='\n'.join(
+        _official_rows(results, inits))) if preset == 'reference' \
+        else section('official_code')
     groups = [('random init', inits)] + [
         (METHODS[m][0], [r for r in results if r['method'] == m])
         for m in p['methods']
     ]
-    for label, runs in groups:
-        if runs:
-            dist = np.mean([np.array(r['attention_distance']) for r in runs],
-                           0).mean(1)
-            lines.append(f'| {label} | ' +
-                         ' | '.join(f'{d:.1f}' for d in dist) + ' |')
-    lines.append('')
-    if preset == 'reference':
-        lines += [
-            '## Against the official code at the same recipe',
-            '',
-            '| kNN top-1 | official code | dbot_mm |',
-            '|---|---|---|',
-        ]
-        r = results[0] if results else None
-        ours = {'random init': inits[0]['knn'] if inits else None}
-        if r:
-            for i, b in enumerate(r['stages'][1:], 1):
-                ours[f'after stage {i}'] = next(
-                    (v for e, v in r['knn_curve'] if e == b), None)
-        for k, v in REFERENCE_KNN.items():
-            o = ours.get(k)
-            lines.append(f'| {k} | {v:.1f} | '
-                         f'{"n/a" if o is None else f"{o:.1f}"} |')
-        lines.append('')
-    else:
-        lines += [REFERENCE]
-    lines += [
-        SIZING,
-        ANALYSIS_TOOLS,
-        '## How it was run',
-        '',
-        '```bash',
-        'apt-get install dataset-fashion-mnist   # once, see docs/datasets.md',
-        command,
-        '```',
-        '',
-        f'Machine: {machine["cpu"]}, {machine["cores"]} cores, torch '
-        f'{machine["torch"]} ({machine["torch_threads"]} threads), Python '
-        f'{machine["python"]}; load average at start '
-        f'{machine["load_at_start"]} (other jobs running on the same cores '
-        'slow every number in "min/run" down). Wall time: ' + ', '.join(
-            f'{k} {v / 60:.1f} min' for k, v in timings.items()) + '.',
-        '',
-        'Every run keeps its logs, checkpoint and `result.json` under the '
-        'work dir; rerunning the command reuses finished runs (`--force` '
-        'redoes them).',
-        '',
+    attention_rows = [
+        f'| {label} | ' + ' | '.join(
+            f'{d:.1f}' for d in np.mean(
+                [np.array(r['attention_distance']) for r in runs],
+                0).mean(1)) + ' |'
+        for label, runs in groups if runs
     ]
+    text = parts['report'].substitute(
+        date=datetime.date.today().isoformat(), preset=preset, **a,
+        decoder_dims=p['decoder']['dims'],
+        decoder_depth=p['decoder']['depth'], num_train=p['num_train'],
+        num_val=p['num_val'], epochs=p['epochs'],
+        batch_size=p['batch_size'],
+        lr=f'{p["blr"] * p["batch_size"] / 256:g}', warmup=p['warmup'],
+        seeds=p['seeds'], knn_bank=p['knn_monitor'][0],
+        knn_queries=p['knn_monitor'][1],
+        quality_rows='\n'.join(_quality_rows(p, results, inits)),
+        knn_curve_png=rel('knn_curve.png'), paired=paired, transfer=transfer,
+        analysis_images=p['analysis_images'],
+        attention_distance_png=rel('attention_distance.png'),
+        singular_values_png=rel('singular_values.png'),
+        block_columns=' | '.join(f'block {i + 1}'
+                                 for i in range(a['num_layers'])),
+        block_separators='---|' * a['num_layers'],
+        attention_rows='\n'.join(attention_rows), official=official,
+        command=command, **machine, wall_times=', '.join(
+            f'{k} {v / 60:.1f} min' for k, v in timings.items()))
     os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
     kept = kept_sections(path)
     with open(path, 'w') as f:
-        f.write('\n'.join(lines) + kept)
+        f.write(text + kept)
 
 
 def kept_sections(path) -> str:
