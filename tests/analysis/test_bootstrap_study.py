@@ -40,6 +40,9 @@ def test_row_configs(tmp_path):
     assert not any(h['type'] == 'StageBootstrapHook'
                    for h in mae.custom_hooks)
     assert mae.optim_wrapper == cfg.optim_wrapper  # same optimizer, bf16
+    # the Runner fills in the config's normalising data preprocessor
+    assert 'data_preprocessor' not in mae.model
+    assert mae.data_preprocessor == cfg.data_preprocessor
 
 
 def test_transfer_settings_change_one_thing(tmp_path):

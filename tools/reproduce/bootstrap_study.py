@@ -40,6 +40,7 @@ HERE = osp.dirname(osp.abspath(__file__))
 sys.path.insert(0, HERE)
 
 import demo_study  # noqa: E402
+from dbot_mm.utils.config_arch import mae_model  # noqa: E402
 
 REPO = demo_study.REPO
 WORK = osp.join(REPO, 'work_dirs', 'bootstrap_study')
@@ -68,36 +69,15 @@ def row_recipe(row):
     return r
 
 
-def mae_model(cfg, r):
-    """mmpretrain's MAE with the demo's encoder, decoder and init."""
-    img = cfg.model.backbone.img_size
-    patch = cfg.model.backbone.patch_size
-    return dict(
-        type='MAE',
-        backbone=dict(type='MAEViT', arch=cfg.model.backbone.arch,
-                      img_size=img, patch_size=patch,
-                      mask_ratio=r['mask_ratio']),
-        neck=dict(type='MAEPretrainDecoder', num_patches=(img // patch)**2,
-                  patch_size=patch, in_chans=3, embed_dim=r['dims'],
-                  decoder_embed_dim=r['dec_dims'],
-                  decoder_depth=r['dec_depth'],
-                  decoder_num_heads=cfg.model.neck.decoder_num_heads,
-                  mlp_ratio=4.),
-        head=dict(type='MAEPretrainHead', norm_pix=True, patch_size=patch,
-                  loss=dict(type='PixelReconstructionLoss', criterion='L2')),
-        data_preprocessor=cfg.model.get('data_preprocessor'),
-        init_cfg=[
-            dict(type='Xavier', layer='Linear', distribution='uniform'),
-            dict(type='Constant', layer='LayerNorm', val=1.0, bias=0.0)
-        ])
-
-
 def pretrain_cfg(row, seed, work_dir, fm_root, digits_root):
     r = row_recipe(row)
     cfg, stages = demo_study.build_cfg(r, seed, work_dir, fm_root,
                                        digits_root)
     if ROWS[row][1] == 'mae':
-        cfg.model = mae_model(cfg, r)
+        # the data preprocessor (input normalisation) stays the config's
+        bb = cfg.model.backbone
+        cfg.model = mae_model(bb.arch, bb.img_size, bb.patch_size,
+                              cfg.model.neck)
         cfg.custom_hooks = [h for h in cfg.custom_hooks
                             if h['type'] != 'StageBootstrapHook']
     for h in cfg.custom_hooks:
