@@ -28,7 +28,8 @@ from mmpretrain.registry import PARAM_SCHEDULERS
 
 __all__ = [
     'StageLinearLR', 'StageCosineAnnealingLR', 'stage_lr_schedulers',
-    'stage_recipe', 'step_lr_schedulers', 'check_stages'
+    'stage_recipe', 'official_stage_recipe', 'step_lr_schedulers',
+    'check_stages'
 ]
 
 
@@ -203,6 +204,19 @@ def stage_recipe(stages: Sequence[int],
     ]
     custom_hooks += [dict(hook) for hook in extra_hooks]
     return param_scheduler, custom_hooks
+
+
+def official_stage_recipe(stages: Sequence[int],
+                          teacher_depths: Sequence[int],
+                          warmup_epochs: int) -> Tuple[List[dict], List[dict]]:
+    """:func:`stage_recipe` of the official ImageNet runs: at every boundary
+    the student is redrawn and the AdamW state carries over."""
+    return stage_recipe(
+        stages,
+        teacher_depths,
+        warmup_epochs=warmup_epochs,
+        reinit_student=True,
+        reset_optimizer=False)
 
 
 def step_lr_schedulers(max_epochs: int,
