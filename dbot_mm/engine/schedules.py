@@ -28,8 +28,8 @@ from mmpretrain.registry import PARAM_SCHEDULERS
 
 __all__ = [
     'StageLinearLR', 'StageCosineAnnealingLR', 'stage_lr_schedulers',
-    'stage_recipe', 'official_stage_recipe', 'step_lr_schedulers',
-    'check_stages'
+    'stage_recipe', 'official_stage_recipe', 'finetune_schedule',
+    'step_lr_schedulers', 'check_stages'
 ]
 
 
@@ -217,6 +217,16 @@ def official_stage_recipe(stages: Sequence[int],
         warmup_epochs=warmup_epochs,
         reinit_student=True,
         reset_optimizer=False)
+
+
+def finetune_schedule(max_epochs: int, warmup_epochs: int,
+                      eta_min: float = 1e-6) -> Tuple[List[dict], dict]:
+    """``(param_scheduler, train_cfg)`` of a fine-tuning run: one stage of
+    ``max_epochs``, linear warmup from 0, cosine down to ``eta_min``."""
+    return stage_lr_schedulers([0, max_epochs],
+                               warmup_epochs=warmup_epochs,
+                               start_factor=0.,
+                               eta_min=eta_min), dict(max_epochs=max_epochs)
 
 
 def step_lr_schedulers(max_epochs: int,

@@ -30,3 +30,31 @@ def vit_arch(name: str, config_dir: str) -> dict:
             return Config.fromfile(str(path)).model.backbone
     raise FileNotFoundError(
         f'no _base_/models/{name} in {start} or a directory above it')
+
+
+def finetune_backbone(name: str, config_dir: str, checkpoint: str,
+                      **overrides) -> dict:
+    """``model.backbone`` of a fine-tuning config that swaps the arch of
+    its base for the arch file ``name`` and loads ``checkpoint`` (the
+    base's ``Pretrained`` init_cfg keeps its type and prefix)::
+
+        model = dict(
+            backbone=finetune_backbone('vit-large-p16.py',
+                                       '{{ fileDirname }}', pretrained,
+                                       drop_path_rate=0.25),
+            head=dict(in_channels=1024))
+    """
+    return dict(vit_arch(name, config_dir),
+                init_cfg=dict(checkpoint=checkpoint), **overrides)
+
+
+def symmetric_backbone(checkpoint: str, **overrides) -> dict:
+    """``model.backbone`` overrides of a det / seg config that starts from
+    a symmetric (CLIP-teacher row) student: its relative position bias and
+    layer scale come from ``checkpoint``, which must bring them (only the
+    adapter is new), so an asymmetric checkpoint is an error."""
+    return dict(use_rel_pos_bias=True,
+                layer_scale_init_value=0.1,
+                pretrained_new_keys=(r'^adapter\.', ),
+                init_cfg=dict(checkpoint=checkpoint),
+                **overrides)
