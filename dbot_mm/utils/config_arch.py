@@ -1,4 +1,6 @@
-"""Read an arch from ``configs/_base_/models/`` inside another config."""
+"""Backbone settings a config reads from here: an arch from
+``configs/_base_/models/`` inside another config, and the backbone of the
+transfer (cls / det / seg) configs."""
 from pathlib import Path
 
 
@@ -32,21 +34,24 @@ def vit_arch(name: str, config_dir: str) -> dict:
         f'no _base_/models/{name} in {start} or a directory above it')
 
 
-def finetune_backbone(name: str, config_dir: str, checkpoint: str,
-                      **overrides) -> dict:
-    """``model.backbone`` of a fine-tuning config that swaps the arch of
-    its base for the arch file ``name`` and loads ``checkpoint`` (the
-    base's ``Pretrained`` init_cfg keeps its type and prefix)::
+def vit_dense(name: str, config_dir: str, checkpoint: str,
+              **overrides) -> dict:
+    """``model.backbone`` of a transfer config: a ``ViTDense`` with the arch
+    of the file ``name`` (as :func:`vit_arch`), initialised from the
+    ``backbone.*`` weights of ``checkpoint``; ``overrides`` are its other
+    arguments::
 
         model = dict(
-            backbone=finetune_backbone('vit-large-p16.py',
-                                       '{{ fileDirname }}', pretrained,
-                                       drop_path_rate=0.25),
+            backbone=vit_dense('vit-large-p16.py', '{{ fileDirname }}',
+                               pretrained, drop_path_rate=0.25),
             head=dict(in_channels=1024))
     """
-    return dict(vit_arch(name, config_dir),
-                init_cfg=dict(checkpoint=checkpoint), **overrides)
-
+    return dict(
+        vit_arch(name, config_dir),
+        type='ViTDense',
+        init_cfg=dict(
+            type='Pretrained', checkpoint=checkpoint, prefix='backbone.'),
+        **overrides)
 
 def symmetric_backbone(checkpoint: str, **overrides) -> dict:
     """``model.backbone`` overrides of a det / seg config that starts from

@@ -10,15 +10,15 @@
 # --backbone-only to checkpoints/dbot_vitl_clip-l14_1600e.pth.
 _base_ = ['./vit-base-p16_dbot-clip-b16-ft_32xb32-coslr-100e_in1k.py']
 from dbot_mm.engine.schedules import finetune_schedule  # noqa: E402
-from dbot_mm.utils.config_arch import finetune_backbone  # noqa: E402
+from dbot_mm.utils.config_arch import vit_dense  # noqa: E402
 
 pretrained = '{{$DBOT_PRETRAINED:checkpoints/dbot_vitl_clip-l14_1600e.pth}}'
 max_epochs = 50
 warmup_epochs = 5
 
 model = dict(
-    backbone=finetune_backbone('vit-large-p16.py', '{{ fileDirname }}',
-                               pretrained, drop_path_rate=0.2),
+    backbone=vit_dense('vit-large-p16.py', '{{ fileDirname }}',
+                       pretrained, drop_path_rate=0.2),
     head=dict(in_channels=1024))
 
 optim_wrapper = dict(
