@@ -17,6 +17,7 @@ from mmengine.registry import RUNNERS  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
 import dbot_mm  # noqa: E402,F401  (registers models, hooks, schedulers)
+from dbot_mm.utils.cli import run_cli  # noqa: E402
 from dbot_mm.utils.config_checks import check_config  # noqa: E402
 from dbot_mm.utils.safe_load import safe_load  # noqa: E402
 from train import (USER_ERRORS, setup_cpu_distributed,  # noqa: E402
@@ -90,7 +91,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    try:
-        main()
-    except USER_ERRORS as e:  # a config / input error, not a crash
-        sys.exit(f'{osp.basename(__file__)}: error: {e}')
+    run_cli(main, __file__, USER_ERRORS)  # a config / input error: one line

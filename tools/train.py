@@ -23,6 +23,7 @@ from dbot_mm.engine.hooks.non_finite_loss_hook import \
     NonFiniteLossError  # noqa: E402
 from dbot_mm.utils.checkpoint_io import (  # noqa: E402
     find_latest_valid_checkpoint, is_complete_checkpoint)
+from dbot_mm.utils.cli import run_cli  # noqa: E402
 from dbot_mm.utils.config_checks import (ConfigCheckError,  # noqa: E402
                                          check_checkpoint_fits, check_config,
                                          check_train_dataloader,
@@ -277,7 +278,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    try:
-        main()
-    except USER_ERRORS as e:  # a config / input error, not a crash
-        sys.exit(f'{osp.basename(__file__)}: error: {e}')
+    run_cli(main, __file__, USER_ERRORS)  # a config / input error: one line

@@ -6,7 +6,7 @@
 # mmpretrain's MAE fine-tuning recipe is exactly this; we swap in ViTDense,
 # our layer-decay constructor and the pretrained checkpoint.
 _base_ = ['mmpretrain::mae/benchmarks/vit-base-p16_8xb128-coslr-100e_in1k.py']
-from dbot_mm.utils.config_arch import vit_arch  # noqa: E402
+from dbot_mm.utils.config_arch import vit_dense  # noqa: E402
 custom_imports = dict(imports=['dbot_mm'], allow_failed_imports=False)
 
 # The one place for the pretrained weights: a dbot_mm pretraining checkpoint
@@ -15,15 +15,12 @@ custom_imports = dict(imports=['dbot_mm'], allow_failed_imports=False)
 pretrained = '{{$DBOT_PRETRAINED:checkpoints/dbot_vitb_1600e.pth}}'
 
 model = dict(
-    backbone=dict(
-        vit_arch('vit-base-p16.py', '{{ fileDirname }}'),
-        type='ViTDense',
+    backbone=vit_dense(
+        'vit-base-p16.py', '{{ fileDirname }}', pretrained,
         img_size=224,
         drop_path_rate=0.1,
         out_type='avg_featmap',
-        final_norm=False,
-        init_cfg=dict(
-            type='Pretrained', checkpoint=pretrained, prefix='backbone.')),
+        final_norm=False),
     head=dict(in_channels=768))
 
 optim_wrapper = dict(

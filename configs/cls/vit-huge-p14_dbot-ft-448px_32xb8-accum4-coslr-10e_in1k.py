@@ -20,7 +20,7 @@
 #       configs/cls/vit-huge-p14_dbot-ft-448px_32xb8-accum4-coslr-10e_in1k.py 32
 _base_ = ['./vit-huge-p14_dbot-ft_32xb16-accum2-coslr-50e_in1k.py']
 from dbot_mm.datasets.resolution import pipeline_at_size  # noqa: E402
-from dbot_mm.engine.schedules import stage_lr_schedulers  # noqa: E402
+from dbot_mm.engine.schedules import finetune_schedule  # noqa: E402
 
 # the 224 px fine-tune (DBOT_FINETUNED=..., not DBOT_PRETRAINED)
 pretrained = '{{$DBOT_FINETUNED:checkpoints/dbot_vith_ft_in1k.pth}}'
@@ -39,11 +39,7 @@ optim_wrapper = dict(
     paramwise_cfg=dict(layer_decay_rate=0.9),
     accumulative_counts=4)
 
-param_scheduler = stage_lr_schedulers([0, max_epochs],
-                                      warmup_epochs=warmup_epochs,
-                                      start_factor=0.,
-                                      eta_min=1e-6)
-train_cfg = dict(max_epochs=max_epochs)
+param_scheduler, train_cfg = finetune_schedule(max_epochs, warmup_epochs)
 
 train_dataloader = dict(
     batch_size=8,

@@ -11,15 +11,13 @@
 #   tools/dist_train.sh \
 #       configs/cls/vit-huge-p14_dbot-ft_32xb16-accum2-coslr-50e_in1k.py 32
 _base_ = ['./vit-large-p16_dbot-ft_8xb128-coslr-50e_in1k.py']
-from dbot_mm.utils.config_arch import vit_arch  # noqa: E402
+from dbot_mm.utils.config_arch import vit_dense  # noqa: E402
 
 pretrained = '{{$DBOT_PRETRAINED:checkpoints/dbot_vith_1600e.pth}}'
 
 model = dict(
-    backbone=dict(
-        vit_arch('vit-huge-p14.py', '{{ fileDirname }}'),
-        drop_path_rate=0.3,
-        init_cfg=dict(checkpoint=pretrained)),
+    backbone=vit_dense('vit-huge-p14.py', '{{ fileDirname }}',
+                       pretrained, drop_path_rate=0.3),
     head=dict(in_channels=1280))
 
 # --accum_iter 2, no --clip_grad

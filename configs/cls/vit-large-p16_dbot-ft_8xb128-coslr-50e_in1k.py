@@ -1,15 +1,13 @@
 # dBOT ImageNet-1k fine-tuning, ViT-L/16 (official DOWNSTREAM.md): as ViT-B
 # but 50 epochs, layer decay 0.75, drop path 0.25, grad clip 1.0.
 _base_ = ['./vit-base-p16_dbot-ft_8xb128-coslr-100e_in1k.py']
-from dbot_mm.utils.config_arch import vit_arch  # noqa: E402
+from dbot_mm.utils.config_arch import vit_dense  # noqa: E402
 
 pretrained = '{{$DBOT_PRETRAINED:checkpoints/dbot_vitl_1600e.pth}}'
 
 model = dict(
-    backbone=dict(
-        vit_arch('vit-large-p16.py', '{{ fileDirname }}'),
-        drop_path_rate=0.25,
-        init_cfg=dict(checkpoint=pretrained)),
+    backbone=vit_dense('vit-large-p16.py', '{{ fileDirname }}',
+                       pretrained, drop_path_rate=0.25),
     head=dict(in_channels=1024))
 
 optim_wrapper = dict(

@@ -14,7 +14,7 @@
 # table copied into every block by its checkpoint loader), no absolute
 # position embedding, layer scale (init 0.1), drop path 0.1, layer decay 0.8
 # (not overridden by DOWNSTREAM.md, unlike the asymmetric rows' 0.75).
-# Here:
+# Here (symmetric_backbone):
 #   use_rel_pos_bias=True, layer_scale_init_value=0.1: the layout
 #     DBOTSymmetricViT saves (its shared table is listed under every block);
 #     the zero pos_embed of the student loads (trainable here, the official
@@ -46,15 +46,10 @@ _base_ = [
     './cascade-mask-rcnn_dbot-vit-base-p16_fpn_4conv1fc-giou_amp-ms-crop-1x_'
     'coco.py'
 ]
+from dbot_mm.utils.config_arch import symmetric_backbone  # noqa: E402
 
 pretrained = '{{$DBOT_PRETRAINED:checkpoints/dbot_vitb_clip-b16_1600e.pth}}'
 
-model = dict(
-    backbone=dict(
-        use_rel_pos_bias=True,
-        layer_scale_init_value=0.1,
-        pretrained_new_keys=(r'^adapter\.', ),
-        drop_path_rate=0.1,
-        init_cfg=dict(checkpoint=pretrained)))
+model = dict(backbone=symmetric_backbone(pretrained, drop_path_rate=0.1))
 
 optim_wrapper = dict(paramwise_cfg=dict(layer_decay_rate=0.8))

@@ -23,16 +23,11 @@ _base_ = [
     './cascade-mask-rcnn_dbot-vit-large-p16_fpn_4conv1fc-giou_amp-ms-crop-1x_'
     'coco.py'
 ]
+from dbot_mm.utils.config_arch import symmetric_backbone  # noqa: E402
 
 pretrained = '{{$DBOT_PRETRAINED:checkpoints/dbot_vitl_clip-l14_1600e.pth}}'
 
-model = dict(
-    backbone=dict(
-        use_rel_pos_bias=True,
-        layer_scale_init_value=0.1,
-        pretrained_new_keys=(r'^adapter\.', ),
-        drop_path_rate=0.2,
-        init_cfg=dict(checkpoint=pretrained)))
+model = dict(backbone=symmetric_backbone(pretrained, drop_path_rate=0.2))
 
 optim_wrapper = dict(
     optimizer=dict(lr=7e-5), paramwise_cfg=dict(layer_decay_rate=0.9))

@@ -12,7 +12,8 @@ _base_ = [
     'cascade-mask-rcnn_convnext-t-p4-w7_fpn_4conv1fc-giou_amp-ms-crop-3x_coco.py'
 ]
 from dbot_mm.engine.schedules import step_lr_schedulers  # noqa: E402
-from dbot_mm.utils.config_arch import vit_arch  # noqa: E402
+from dbot_mm.engine.optimizers import layer_decay_adamw  # noqa: E402
+from dbot_mm.utils.config_arch import vit_dense  # noqa: E402
 custom_imports = dict(imports=['dbot_mm'], allow_failed_imports=False)
 
 # The one place for the pretrained weights: a dbot_mm pretraining checkpoint
@@ -21,28 +22,19 @@ custom_imports = dict(imports=['dbot_mm'], allow_failed_imports=False)
 pretrained = '{{$DBOT_PRETRAINED:checkpoints/dbot_vitb_1600e.pth}}'
 
 model = dict(
-    backbone=dict(
-        vit_arch('vit-base-p16.py', '{{ fileDirname }}'),
+    backbone=vit_dense(
+        'vit-base-p16.py', '{{ fileDirname }}', pretrained,
         _delete_=True,
-        type='ViTDense',
         # trainable position grid 42 x 68, as the official (672, 1092)
         img_size=(672, 1088),
         out_indices=(3, 5, 7, 11),
         out_scales=(4, 2, 1, 0.5),
         adapter_norm_cfg=dict(type='SyncBN', requires_grad=True),
         drop_path_rate=0.2,
-        with_cp=True,
-        init_cfg=dict(
-            type='Pretrained', checkpoint=pretrained, prefix='backbone.')),
+        with_cp=True),
     neck=dict(in_channels=[768, 768, 768, 768]))
 
-optim_wrapper = dict(
-    _delete_=True,
-    type='AmpOptimWrapper',
-    optimizer=dict(
-        type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05),
-    constructor='LayerDecayOptimWrapperConstructor',
-    paramwise_cfg=dict(layer_decay_rate=0.75))
+optim_wrapper = layer_decay_adamw(0.75)
 
 max_epochs = 12
 train_cfg = dict(max_epochs=max_epochs)

@@ -7,7 +7,7 @@ _base_ = [
     '../_base_/models/vit-base-p16.py',
     '../_base_/dbot_pretrain_in1k.py',  # data, optimizer, 2 x 800 epochs
 ]
-from dbot_mm.engine.schedules import stage_recipe  # noqa: E402
+from dbot_mm.engine.schedules import official_stage_recipe  # noqa: E402
 
 teacher_depths = [12, 12]  # teacher blocks in each stage
 
@@ -17,9 +17,5 @@ model.teacher.depth = teacher_depths[0]  # arch and sizes follow the student
 optim_wrapper = dict(clip_grad=dict(max_norm=3.0))  # ViT-B only
 # per-stage warmup + cosine; StageBootstrapHook, EpochSeedHook,
 # NonFiniteLossHook
-param_scheduler, custom_hooks = stage_recipe(
-    _base_.stages,
-    teacher_depths,
-    warmup_epochs=_base_.warmup_epochs,
-    reinit_student=True,
-    reset_optimizer=False)  # official: AdamW state carries over
+param_scheduler, custom_hooks = official_stage_recipe(
+    _base_.stages, teacher_depths, _base_.warmup_epochs)

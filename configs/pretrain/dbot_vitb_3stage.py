@@ -3,14 +3,10 @@
 # Everything else as dbot_vitb.py; 1600 epochs split as evenly as possible
 # (the official scripts only give the two-stage split).
 _base_ = ['./dbot_vitb.py']
-from dbot_mm.engine.schedules import stage_recipe  # noqa: E402
+from dbot_mm.engine.schedules import official_stage_recipe  # noqa: E402
 
 stages = [0, 533, 1066, 1600]
 teacher_depths = [12, 12, 12]
 
-param_scheduler, custom_hooks = stage_recipe(
-    stages,
-    teacher_depths,
-    warmup_epochs=_base_.warmup_epochs,
-    reinit_student=True,
-    reset_optimizer=False)
+param_scheduler, custom_hooks = official_stage_recipe(
+    stages, teacher_depths, _base_.warmup_epochs)

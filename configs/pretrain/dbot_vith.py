@@ -6,7 +6,7 @@
 # else as dbot_vitl.py.
 #   tools/dist_train.sh configs/pretrain/dbot_vith.py 32   (4 nodes x 8)
 _base_ = ['./dbot_vitl.py']
-from dbot_mm.engine.schedules import stage_recipe  # noqa: E402
+from dbot_mm.engine.schedules import official_stage_recipe  # noqa: E402
 from dbot_mm.utils.config_arch import vit_arch  # noqa: E402
 
 teacher_depths = [0, 32]  # teacher blocks in each stage
@@ -22,9 +22,5 @@ model = dict(
         drop_path_rate=drop_path),
     neck=dict(drop_path_rate=drop_path))
 
-param_scheduler, custom_hooks = stage_recipe(
-    _base_.stages,
-    teacher_depths,
-    warmup_epochs=_base_.warmup_epochs,
-    reinit_student=True,
-    reset_optimizer=False)  # official: AdamW state carries over
+param_scheduler, custom_hooks = official_stage_recipe(
+    _base_.stages, teacher_depths, _base_.warmup_epochs)

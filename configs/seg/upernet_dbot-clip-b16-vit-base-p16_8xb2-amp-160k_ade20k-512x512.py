@@ -14,7 +14,7 @@
 # BEiT without absolute position embedding, relative position bias per block
 # (the shared pre-training table copied into every block by its checkpoint
 # loader) and layer scale (init 0.1).
-# Here:
+# Here (symmetric_backbone):
 #   use_rel_pos_bias=True (as the base), layer_scale_init_value=0.1: the
 #     layout DBOTSymmetricViT saves, so tables and layer scales load from the
 #     checkpoint instead of starting from zero / 1.0; the student's zero
@@ -36,17 +36,13 @@
 #       --backbone-only
 # DBOT_PRETRAINED=... overrides.
 _base_ = ['./upernet_dbot-vit-base-p16_8xb2-amp-160k_ade20k-512x512.py']
+from dbot_mm.utils.config_arch import symmetric_backbone  # noqa: E402
 
 pretrained = '{{$DBOT_PRETRAINED:checkpoints/dbot_vitb_clip-b16_1600e.pth}}'
 
 model = dict(
-    backbone=dict(
-        use_rel_pos_bias=True,
-        layer_scale_init_value=0.1,
-        pretrained_new_keys=(r'^adapter\.', ),
-        drop_path_rate=0.1,
-        with_cp=True,
-        init_cfg=dict(checkpoint=pretrained)))
+    backbone=symmetric_backbone(
+        pretrained, drop_path_rate=0.1, with_cp=True))
 
 optim_wrapper = dict(
     optimizer=dict(lr=3e-5), paramwise_cfg=dict(layer_decay_rate=0.85))

@@ -15,17 +15,13 @@
 # --backbone-only to checkpoints/dbot_vitl_clip-l14_1600e.pth;
 # DBOT_PRETRAINED=... overrides.
 _base_ = ['./upernet_dbot-vit-large-p16_8xb2-amp-160k_ade20k-512x512.py']
+from dbot_mm.utils.config_arch import symmetric_backbone  # noqa: E402
 
 pretrained = '{{$DBOT_PRETRAINED:checkpoints/dbot_vitl_clip-l14_1600e.pth}}'
 
 model = dict(
-    backbone=dict(
-        use_rel_pos_bias=True,
-        layer_scale_init_value=0.1,
-        pretrained_new_keys=(r'^adapter\.', ),
-        drop_path_rate=0.1,
-        with_cp=True,
-        init_cfg=dict(checkpoint=pretrained)))
+    backbone=symmetric_backbone(
+        pretrained, drop_path_rate=0.1, with_cp=True))
 
 optim_wrapper = dict(
     optimizer=dict(lr=9e-6), paramwise_cfg=dict(layer_decay_rate=0.9))

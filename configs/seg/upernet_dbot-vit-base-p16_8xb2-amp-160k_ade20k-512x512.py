@@ -9,7 +9,8 @@
 # mmseg's MAE UperNet config is this recipe; we inherit it and replace the
 # backbone (its Feature2Pyramid neck lives in ViTDense) and the optimizer.
 _base_ = ['mmseg::mae/mae-base_upernet_8xb2-amp-160k_ade20k-512x512.py']
-from dbot_mm.utils.config_arch import vit_arch  # noqa: E402
+from dbot_mm.engine.optimizers import layer_decay_adamw  # noqa: E402
+from dbot_mm.utils.config_arch import vit_dense  # noqa: E402
 custom_imports = dict(imports=['dbot_mm'], allow_failed_imports=False)
 
 # The one place for the pretrained weights: a dbot_mm pretraining checkpoint
@@ -19,31 +20,22 @@ pretrained = '{{$DBOT_PRETRAINED:checkpoints/dbot_vitb_1600e.pth}}'
 
 model = dict(
     pretrained=None,
-    backbone=dict(
-        vit_arch('vit-base-p16.py', '{{ fileDirname }}'),
+    backbone=vit_dense(
+        'vit-base-p16.py', '{{ fileDirname }}', pretrained,
         _delete_=True,
-        type='ViTDense',
         img_size=512,
         out_indices=(3, 5, 7, 11),
         out_scales=(4, 2, 1, 0.5),
         adapter_norm_cfg=dict(type='SyncBN', requires_grad=True),
         use_rel_pos_bias=True,
         layer_scale_init_value=1.0,
-        drop_path_rate=0.2,
-        init_cfg=dict(
-            type='Pretrained', checkpoint=pretrained, prefix='backbone.')),
+        drop_path_rate=0.2),
     neck=None,
     decode_head=dict(in_channels=[768, 768, 768, 768], channels=768),
     auxiliary_head=dict(in_channels=768),
     test_cfg=dict(mode='slide', crop_size=(512, 512), stride=(341, 341)))
 
-optim_wrapper = dict(
-    _delete_=True,
-    type='AmpOptimWrapper',
-    optimizer=dict(
-        type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05),
-    constructor='LayerDecayOptimWrapperConstructor',
-    paramwise_cfg=dict(layer_decay_rate=0.65))
+optim_wrapper = layer_decay_adamw(0.65)
 fp16 = None  # mmseg 0.x key in the base; AMP is the optim wrapper above
 
 param_scheduler = [

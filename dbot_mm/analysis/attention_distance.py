@@ -21,14 +21,13 @@ materialised (it calls fused SDPA), so a forward hook recomputes
 block's input, and reduces it to per-head sums at once: a ViT-B batch never
 holds more than one layer's maps.
 """
-import csv
-import os
-import os.path as osp
 from typing import Dict, Iterable, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 from torch import nn
+
+from .plotting import pyplot, save_figure, write_csv
 
 __all__ = [
     'patch_distance_matrix', 'mean_attention_distance', 'attention_probs',
@@ -246,15 +245,12 @@ def _default_forward_kwargs(backbone: nn.Module) -> dict:
 def write_attention_distance_csv(results: Dict[str, np.ndarray],
                                  path: str) -> str:
     """One row per (model, layer, head); layers and heads count from 1."""
-    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
-    with open(path, 'w', newline='') as f:
-        w = csv.writer(f)
-        w.writerow(['model', 'layer', 'head', 'mean_distance_px'])
-        for name, dist in results.items():
-            for layer, row in enumerate(np.asarray(dist), 1):
-                for head, value in enumerate(row, 1):
-                    w.writerow([name, layer, head, f'{value:.4f}'])
-    return path
+    return write_csv(
+        path, ['model', 'layer', 'head', 'mean_distance_px'],
+        ([name, layer, head, f'{value:.4f}']
+         for name, dist in results.items()
+         for layer, row in enumerate(np.asarray(dist), 1)
+         for head, value in enumerate(row, 1)))
 
 
 def plot_attention_distance(results: Dict[str, np.ndarray],
@@ -271,10 +267,7 @@ def plot_attention_distance(results: Dict[str, np.ndarray],
             uniform attention over the grid (the largest a typical head
             reaches).
     """
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     names = list(results)
     width = 0.8 / max(len(names), 1)
     fig, ax = plt.subplots(
@@ -295,14 +288,7 @@ def plot_attention_distance(results: Dict[str, np.ndarray],
     depth = max(np.asarray(d).shape[0] for d in results.values())
     ax.set_xticks(np.arange(1, depth + 1))
     ax.grid(alpha=0.3)
-    if title:
-        ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=7, loc='best')
-    fig.tight_layout()
-    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
-    return path
+    return save_figure(fig, ax, path, title)
 
 
 def uniform_attention_distance(grid: Union[int, Sequence[int]],

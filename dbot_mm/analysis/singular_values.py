@@ -12,14 +12,13 @@ Block outputs are taken before the encoder's final LayerNorm, the same point
 for every block; pass ``tokens='mean'`` / ``'cls'`` for one vector per image
 instead of every patch token.
 """
-import csv
-import os
-import os.path as osp
 from typing import Dict, Iterable, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
 from torch import nn
+
+from .plotting import pyplot, save_figure, write_csv
 
 __all__ = [
     'normalized_singular_values', 'effective_rank', 'token_features',
@@ -135,15 +134,12 @@ def token_features(backbone: nn.Module,
 def write_singular_values_csv(results: Dict[str, Dict[int, np.ndarray]],
                               path: str) -> str:
     """One row per (model, block, index); blocks and indices from 1."""
-    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
-    with open(path, 'w', newline='') as f:
-        w = csv.writer(f)
-        w.writerow(['model', 'layer', 'index', 'normalized_singular_value'])
-        for name, spectra in results.items():
-            for layer, values in spectra.items():
-                for i, v in enumerate(np.asarray(values), 1):
-                    w.writerow([name, int(layer) + 1, i, f'{v:.6e}'])
-    return path
+    return write_csv(
+        path, ['model', 'layer', 'index', 'normalized_singular_value'],
+        ([name, int(layer) + 1, i, f'{v:.6e}']
+         for name, spectra in results.items()
+         for layer, values in spectra.items()
+         for i, v in enumerate(np.asarray(values), 1)))
 
 
 def plot_singular_values(results: Dict[str, Dict[int, np.ndarray]],
@@ -156,10 +152,7 @@ def plot_singular_values(results: Dict[str, Dict[int, np.ndarray]],
     Values under ``floor`` are clipped to it so that numerically zero tails
     stay on a log axis.
     """
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.2, 3.6))
     cmaps = ['Blues', 'Oranges', 'Greens', 'Reds', 'Purples', 'Greys']
     for i, (name, spectra) in enumerate(results.items()):
@@ -178,11 +171,4 @@ def plot_singular_values(results: Dict[str, Dict[int, np.ndarray]],
     ax.set_xlabel('singular value index')
     ax.set_ylabel('singular value / max')
     ax.grid(alpha=0.3, which='both')
-    if title:
-        ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=7, loc='best')
-    fig.tight_layout()
-    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
-    return path
+    return save_figure(fig, ax, path, title)

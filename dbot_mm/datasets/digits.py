@@ -16,8 +16,9 @@ from typing import Dict, Tuple
 
 import numpy as np
 
-from .fashion_mnist import (_is_complete, _load_marker, _write_marker,
-                            _write_split, balanced_subset, pad_images)
+from .done_marker import reuse_or_clear, write_marker
+from .fashion_mnist import (_MARKER, _is_complete, _write_split,
+                            balanced_subset, pad_images)
 
 DIGITS_CLASSES = tuple(str(i) for i in range(10))
 _FORMAT_VERSION = 1
@@ -49,10 +50,9 @@ def convert_digits(out_dir: str,
     the first of each class) and ``val`` (the rest) PNG folders."""
     args = dict(version=_FORMAT_VERSION, dataset='sklearn-digits',
                 num_train=num_train, size=size, pad_to=pad_to)
-    marker = _load_marker(out_dir)
-    if (not force and marker is not None and marker.get('args') == args
-            and _is_complete(out_dir, marker)):
-        return dict(marker['counts'])
+    done = reuse_or_clear(out_dir, _MARKER, args, force, _is_complete)
+    if done is not None:
+        return done
     for sub in ('train', 'val', 'meta'):
         shutil.rmtree(osp.join(out_dir, sub), ignore_errors=True)
     os.makedirs(osp.join(out_dir, 'meta'), exist_ok=True)
@@ -66,5 +66,5 @@ def convert_digits(out_dir: str,
         counts[split] = int(len(idx))
     with open(osp.join(out_dir, 'meta', 'classes.txt'), 'w') as f:
         f.write('\n'.join(DIGITS_CLASSES) + '\n')
-    _write_marker(out_dir, dict(args=args, counts=counts))
+    write_marker(out_dir, _MARKER, args, counts)
     return counts

@@ -17,14 +17,14 @@ it.  The annotation files are required: the folder names sorted
 alphabetically are *not* the label order.
 """
 import gzip
-import json
 import os
 import os.path as osp
-import shutil
 import struct
 from typing import Dict, Optional, Tuple
 
 import numpy as np
+
+from .done_marker import reuse_or_clear, write_marker
 
 DEFAULT_SRC = '/usr/share/datasets/fashion-mnist'
 
@@ -142,21 +142,6 @@ def pad_images(images: np.ndarray, pad_to: Optional[int]) -> np.ndarray:
                            (left, pad_to - w - left)))
 
 
-def _load_marker(out_dir: str) -> Optional[dict]:
-    try:
-        with open(osp.join(out_dir, _MARKER)) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
-
-
-def _write_marker(out_dir: str, content: dict) -> None:
-    tmp = osp.join(out_dir, _MARKER + '.tmp')
-    with open(tmp, 'w') as f:
-        json.dump(content, f, indent=2)
-    os.replace(tmp, osp.join(out_dir, _MARKER))
-
-
 def _is_complete(out_dir: str, marker: dict) -> bool:
     """Cheap check that a marked run still has its files."""
     for split in ('train', 'val'):
@@ -221,16 +206,10 @@ def convert_fashion_mnist(out_dir: str,
     args = dict(version=_FORMAT_VERSION, src=osp.abspath(src),
                 num_train=num_train,
                 num_val=num_val, pad_to=pad_to, seed=seed)
-    marker = _load_marker(out_dir)
-    if (not force and marker is not None and marker.get('args') == args
-            and _is_complete(out_dir, marker)):
-        return dict(marker['counts'])
-    if marker is not None:
-        # Our own earlier output with other arguments: drop it so no stale
-        # images stay behind next to the new annotation files.
-        os.remove(osp.join(out_dir, _MARKER))
-        for sub in ('train', 'val', 'meta'):
-            shutil.rmtree(osp.join(out_dir, sub), ignore_errors=True)
+    done = reuse_or_clear(out_dir, _MARKER, args, force, _is_complete,
+                          ('train', 'val', 'meta'))
+    if done is not None:
+        return done
 
     os.makedirs(osp.join(out_dir, 'meta'), exist_ok=True)
     counts = {}
@@ -242,6 +221,6 @@ def convert_fashion_mnist(out_dir: str,
         counts[split] = int(len(indices))
     with open(osp.join(out_dir, 'meta', 'classes.txt'), 'w') as f:
         f.write('\n'.join(FASHION_MNIST_CLASSES) + '\n')
-    _write_marker(out_dir, dict(args=args, counts=counts))
+    write_marker(out_dir, _MARKER, args, counts)
     return counts
 

@@ -31,11 +31,11 @@ pixels.  Every scene is drawn from its own generator seeded by
 import json
 import os
 import os.path as osp
-import shutil
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Sequence, Tuple, Union
 
 import numpy as np
 
+from .done_marker import reuse_or_clear, write_marker
 from .fashion_mnist import DEFAULT_SRC, FASHION_MNIST_CLASSES, \
     read_fashion_mnist
 
@@ -163,14 +163,6 @@ def mask_to_segmentation(mask: np.ndarray,
                      f'got {mask_format!r}')
 
 
-def _load_marker(out_dir: str) -> Optional[dict]:
-    try:
-        with open(osp.join(out_dir, _MARKER)) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
-
-
 def _is_complete(out_dir: str, marker: dict) -> bool:
     for split, (_, coco_dir, ade_dir, prefix) in _SPLITS.items():
         n = marker['counts'][split]
@@ -296,15 +288,10 @@ def generate_mosaic(out_dir: str,
                 mask_format=mask_format, jpeg_quality=jpeg_quality,
                 **{k: list(v) if isinstance(v, tuple) else v
                    for k, v in scene_kw.items()})
-    marker = _load_marker(out_dir)
-    if (not force and marker is not None and marker.get('args') == args
-            and _is_complete(out_dir, marker)):
-        return dict(marker['counts'])
-    if marker is not None:
-        # Our own earlier output: remove it so no stale scene survives.
-        os.remove(osp.join(out_dir, _MARKER))
-        for sub in ('coco', 'ade'):
-            shutil.rmtree(osp.join(out_dir, sub), ignore_errors=True)
+    done = reuse_or_clear(out_dir, _MARKER, args, force, _is_complete,
+                          ('coco', 'ade'))
+    if done is not None:
+        return done
 
     counts = {}
     for split, num in (('train', num_train), ('val', num_val)):
@@ -312,8 +299,5 @@ def generate_mosaic(out_dir: str,
             out_dir, split, num, src, seed, mask_format, jpeg_quality,
             **scene_kw)
         counts[split] = num
-    tmp = osp.join(out_dir, _MARKER + '.tmp')
-    with open(tmp, 'w') as f:
-        json.dump(dict(args=args, counts=counts), f, indent=2)
-    os.replace(tmp, osp.join(out_dir, _MARKER))
+    write_marker(out_dir, _MARKER, args, counts)
     return counts

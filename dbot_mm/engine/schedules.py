@@ -28,7 +28,8 @@ from mmpretrain.registry import PARAM_SCHEDULERS
 
 __all__ = [
     'StageLinearLR', 'StageCosineAnnealingLR', 'stage_lr_schedulers',
-    'stage_recipe', 'step_lr_schedulers', 'check_stages'
+    'stage_recipe', 'official_stage_recipe', 'finetune_schedule',
+    'step_lr_schedulers', 'check_stages'
 ]
 
 
@@ -203,6 +204,29 @@ def stage_recipe(stages: Sequence[int],
     ]
     custom_hooks += [dict(hook) for hook in extra_hooks]
     return param_scheduler, custom_hooks
+
+
+def official_stage_recipe(stages: Sequence[int],
+                          teacher_depths: Sequence[int],
+                          warmup_epochs: int) -> Tuple[List[dict], List[dict]]:
+    """:func:`stage_recipe` of the official ImageNet runs: at every boundary
+    the student is redrawn and the AdamW state carries over."""
+    return stage_recipe(
+        stages,
+        teacher_depths,
+        warmup_epochs=warmup_epochs,
+        reinit_student=True,
+        reset_optimizer=False)
+
+
+def finetune_schedule(max_epochs: int, warmup_epochs: int,
+                      eta_min: float = 1e-6) -> Tuple[List[dict], dict]:
+    """``(param_scheduler, train_cfg)`` of a fine-tuning run: one stage of
+    ``max_epochs``, linear warmup from 0, cosine down to ``eta_min``."""
+    return stage_lr_schedulers([0, max_epochs],
+                               warmup_epochs=warmup_epochs,
+                               start_factor=0.,
+                               eta_min=eta_min), dict(max_epochs=max_epochs)
 
 
 def step_lr_schedulers(max_epochs: int,

@@ -1,5 +1,6 @@
 """Config helpers: read an arch from ``configs/_base_/models/`` inside
-another config, derive the MAE baseline of a dBOT model."""
+another config, the backbone of the transfer (cls / det / seg) configs,
+and the MAE baseline of a dBOT model."""
 from pathlib import Path
 
 
@@ -69,3 +70,35 @@ def mae_model(arch: dict, img_size: int, patch_size: int,
             dict(type='Xavier', layer='Linear', distribution='uniform'),
             dict(type='Constant', layer='LayerNorm', val=1.0, bias=0.0)
         ])
+
+
+def vit_dense(name: str, config_dir: str, checkpoint: str,
+              **overrides) -> dict:
+    """``model.backbone`` of a transfer config: a ``ViTDense`` with the arch
+    of the file ``name`` (as :func:`vit_arch`), initialised from the
+    ``backbone.*`` weights of ``checkpoint``; ``overrides`` are its other
+    arguments::
+
+        model = dict(
+            backbone=vit_dense('vit-large-p16.py', '{{ fileDirname }}',
+                               pretrained, drop_path_rate=0.25),
+            head=dict(in_channels=1024))
+    """
+    return dict(
+        vit_arch(name, config_dir),
+        type='ViTDense',
+        init_cfg=dict(
+            type='Pretrained', checkpoint=checkpoint, prefix='backbone.'),
+        **overrides)
+
+
+def symmetric_backbone(checkpoint: str, **overrides) -> dict:
+    """``model.backbone`` overrides of a det / seg config that starts from
+    a symmetric (CLIP-teacher row) student: its relative position bias and
+    layer scale come from ``checkpoint``, which must bring them (only the
+    adapter is new), so an asymmetric checkpoint is an error."""
+    return dict(use_rel_pos_bias=True,
+                layer_scale_init_value=0.1,
+                pretrained_new_keys=(r'^adapter\.', ),
+                init_cfg=dict(checkpoint=checkpoint),
+                **overrides)

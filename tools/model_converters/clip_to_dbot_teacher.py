@@ -12,7 +12,6 @@
         open_clip_pytorch_model.bin checkpoints/openclip-b16_teacher.pth \
         --source openclip
 """
-import argparse
 import os.path as osp
 import sys
 
@@ -22,13 +21,13 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(
 from dbot_mm.models.converters import (convert_clip_visual,  # noqa: E402
                                        extract_state_dict, load_source,
                                        save_checkpoint, teacher_meta)
-from dbot_mm.models.converters.common import summary  # noqa: E402
+from dbot_mm.models.converters.common import (  # noqa: E402
+    CLI_ERRORS, converter_parser, summary)
+from dbot_mm.utils.cli import run_cli  # noqa: E402
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('src', help='CLIP .pt / .bin / .safetensors')
-    parser.add_argument('dst', help='output .pth')
+    parser = converter_parser(__doc__, 'CLIP .pt / .bin / .safetensors')
     parser.add_argument('--source', choices=['openai', 'openclip'],
                         default='openai',
                         help='sets the activation: openai = QuickGELU, '
@@ -65,8 +64,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    from dbot_mm.models.converters.common import CLI_ERRORS
-    try:
-        main()
-    except CLI_ERRORS as e:  # a refused / unreadable input: one line
-        sys.exit(f'{osp.basename(__file__)}: error: {e}')
+    run_cli(main, __file__, CLI_ERRORS)

@@ -20,7 +20,6 @@ CLIP-teacher releases (official ``beit`` branch: relative position bias,
 layer scale) are detected and converted for ``ViTDense`` with
 ``--backbone-only``; the printed config lists the flags they need.
 """
-import argparse
 import os.path as osp
 import sys
 
@@ -33,13 +32,13 @@ from dbot_mm.models.converters import (convert_beit,  # noqa: E402
                                        convert_official_pretrain,
                                        extract_state_dict, is_beit_layout,
                                        load_source, save_checkpoint)
-from dbot_mm.models.converters.common import summary  # noqa: E402
+from dbot_mm.models.converters.common import (  # noqa: E402
+    CLI_ERRORS, converter_parser, summary)
+from dbot_mm.utils.cli import run_cli  # noqa: E402
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('src', help='official checkpoint-*.pth or release')
-    parser.add_argument('dst', help='output .pth')
+    parser = converter_parser(__doc__, 'official checkpoint-*.pth or release')
     parser.add_argument('--teacher', help='official checkpoint-teacher-*.pth')
     parser.add_argument('--backbone-only', action='store_true',
                         help='keep only backbone.* (cls/det/seg, teachers)')
@@ -90,8 +89,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    from dbot_mm.models.converters.common import CLI_ERRORS
-    try:
-        main()
-    except CLI_ERRORS as e:  # a refused / unreadable input: one line
-        sys.exit(f'{osp.basename(__file__)}: error: {e}')
+    run_cli(main, __file__, CLI_ERRORS)

@@ -7,7 +7,6 @@ message hub), loadable by mmpretrain / mmdet / mmseg configs with
     python tools/model_converters/publish_model.py \
         work_dirs/dbot_vitb/epoch_1600.pth checkpoints/dbot_vitb_1600e.pth
 """
-import argparse
 import os.path as osp
 import sys
 
@@ -15,12 +14,15 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(
     __file__)))))
 
 from dbot_mm.models.converters import publish_backbone  # noqa: E402
+from dbot_mm.models.converters.common import (  # noqa: E402
+    CLI_ERRORS, converter_parser)
+from dbot_mm.utils.cli import run_cli  # noqa: E402
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('in_file', help='dbot_mm checkpoint (epoch_*.pth)')
-    parser.add_argument('out_file', help='output name; the hash is appended')
+    parser = converter_parser(
+        __doc__, 'dbot_mm checkpoint (epoch_*.pth)',
+        'output name; the hash is appended', src='in_file', dst='out_file')
     parser.add_argument('--source', choices=['backbone', 'teacher'],
                         default='backbone',
                         help='publish the student (default) or the teacher')
@@ -36,8 +38,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    from dbot_mm.models.converters.common import CLI_ERRORS
-    try:
-        main()
-    except CLI_ERRORS as e:  # a refused / unreadable input: one line
-        sys.exit(f'{osp.basename(__file__)}: error: {e}')
+    run_cli(main, __file__, CLI_ERRORS)

@@ -10,7 +10,6 @@ converted for ``ViTDense`` with relative position bias and layer scale.
         configs/cls/vit-base-p16_dbot-ft_8xb128-coslr-100e_in1k.py \
         checkpoints/dbot_vitb_in1k.pth
 """
-import argparse
 import os.path as osp
 import sys
 
@@ -21,13 +20,13 @@ from dbot_mm.models.converters import (convert_beit,  # noqa: E402
                                        convert_official_finetuned,
                                        extract_state_dict, is_beit_layout,
                                        load_source, save_checkpoint)
-from dbot_mm.models.converters.common import summary  # noqa: E402
+from dbot_mm.models.converters.common import (  # noqa: E402
+    CLI_ERRORS, converter_parser, summary)
+from dbot_mm.utils.cli import run_cli  # noqa: E402
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('src', help='official fine-tuned checkpoint')
-    parser.add_argument('dst', help='output .pth')
+    parser = converter_parser(__doc__, 'official fine-tuned checkpoint')
     parser.add_argument('--num-heads', type=int,
                         help='encoder heads for a non-standard width')
     parser.add_argument('--head', default='LinearClsHead',
@@ -52,8 +51,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    from dbot_mm.models.converters.common import CLI_ERRORS
-    try:
-        main()
-    except CLI_ERRORS as e:  # a refused / unreadable input: one line
-        sys.exit(f'{osp.basename(__file__)}: error: {e}')
+    run_cli(main, __file__, CLI_ERRORS)

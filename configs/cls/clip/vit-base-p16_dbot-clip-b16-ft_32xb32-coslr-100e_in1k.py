@@ -19,7 +19,7 @@
 #       85.7_clip_base_pre.pth checkpoints/dbot_vitb_clip-b16_1600e.pth \
 #       --backbone-only
 _base_ = ['../vit-base-p16_dbot-ft_8xb128-coslr-100e_in1k.py']
-from dbot_mm.engine.schedules import stage_lr_schedulers  # noqa: E402
+from dbot_mm.engine.schedules import finetune_schedule  # noqa: E402
 
 pretrained = '{{$DBOT_PRETRAINED:checkpoints/dbot_vitb_clip-b16_1600e.pth}}'
 max_epochs = 100
@@ -38,11 +38,7 @@ optim_wrapper = dict(
         layer_decay_rate=0.65,
         custom_keys={'relative_position_bias_table': dict(decay_mult=1.)}))
 
-param_scheduler = stage_lr_schedulers([0, max_epochs],
-                                      warmup_epochs=warmup_epochs,
-                                      start_factor=0.,
-                                      eta_min=1e-6)
-train_cfg = dict(max_epochs=max_epochs)
+param_scheduler, train_cfg = finetune_schedule(max_epochs, warmup_epochs)
 
 # 32 GPUs x 32 = 1024 images per step, as the official runs
 train_dataloader = dict(batch_size=32)

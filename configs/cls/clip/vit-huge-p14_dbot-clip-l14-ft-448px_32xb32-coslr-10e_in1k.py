@@ -14,7 +14,7 @@
 #       88.5_clip_huge_finetune.pth checkpoints/dbot_vith_clip-l14_ft_in1k.pth
 _base_ = ['./vit-huge-p14_dbot-clip-l14-ft_32xb32-coslr-50e_in1k.py']
 from dbot_mm.datasets.resolution import pipeline_at_size  # noqa: E402
-from dbot_mm.engine.schedules import stage_lr_schedulers  # noqa: E402
+from dbot_mm.engine.schedules import finetune_schedule  # noqa: E402
 
 finetuned = \
     '{{$DBOT_FINETUNED:checkpoints/dbot_vith_clip-l14_ft_in1k.pth}}'
@@ -36,11 +36,7 @@ model = dict(
 
 optim_wrapper = dict(paramwise_cfg=dict(layer_decay_rate=0.95))
 
-param_scheduler = stage_lr_schedulers([0, max_epochs],
-                                      warmup_epochs=warmup_epochs,
-                                      start_factor=0.,
-                                      eta_min=1e-6)
-train_cfg = dict(max_epochs=max_epochs)
+param_scheduler, train_cfg = finetune_schedule(max_epochs, warmup_epochs)
 
 train_dataloader = dict(
     dataset=dict(pipeline=pipeline_at_size(

@@ -10,17 +10,15 @@
 # 88.5_clip_huge_pre.pth converted with dbot_official_to_mm.py
 # --backbone-only to checkpoints/dbot_vith_clip-l14_1600e.pth.
 _base_ = ['./vit-large-p16_dbot-clip-l14-ft_32xb32-coslr-50e_in1k.py']
-from dbot_mm.utils.config_arch import vit_arch  # noqa: E402
+from dbot_mm.utils.config_arch import vit_dense  # noqa: E402
 
 pretrained = '{{$DBOT_PRETRAINED:checkpoints/dbot_vith_clip-l14_1600e.pth}}'
 
 
 # epochs, warmup and schedule as the ViT-L/16 CLIP-row config
 model = dict(
-    backbone=dict(
-        vit_arch('vit-huge-p14.py', '{{ fileDirname }}'),
-        drop_path_rate=0.3,
-        init_cfg=dict(checkpoint=pretrained)),
+    backbone=vit_dense('vit-huge-p14.py', '{{ fileDirname }}',
+                       pretrained, drop_path_rate=0.3),
     head=dict(in_channels=1280))
 
 optim_wrapper = dict(

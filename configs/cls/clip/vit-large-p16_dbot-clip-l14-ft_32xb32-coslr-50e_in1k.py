@@ -9,25 +9,19 @@
 # 87.8_clip_large_pre.pth converted with dbot_official_to_mm.py
 # --backbone-only to checkpoints/dbot_vitl_clip-l14_1600e.pth.
 _base_ = ['./vit-base-p16_dbot-clip-b16-ft_32xb32-coslr-100e_in1k.py']
-from dbot_mm.engine.schedules import stage_lr_schedulers  # noqa: E402
-from dbot_mm.utils.config_arch import vit_arch  # noqa: E402
+from dbot_mm.engine.schedules import finetune_schedule  # noqa: E402
+from dbot_mm.utils.config_arch import vit_dense  # noqa: E402
 
 pretrained = '{{$DBOT_PRETRAINED:checkpoints/dbot_vitl_clip-l14_1600e.pth}}'
 max_epochs = 50
 warmup_epochs = 5
 
 model = dict(
-    backbone=dict(
-        vit_arch('vit-large-p16.py', '{{ fileDirname }}'),
-        drop_path_rate=0.2,
-        init_cfg=dict(checkpoint=pretrained)),
+    backbone=vit_dense('vit-large-p16.py', '{{ fileDirname }}',
+                       pretrained, drop_path_rate=0.2),
     head=dict(in_channels=1024))
 
 optim_wrapper = dict(
     optimizer=dict(lr=1e-4), paramwise_cfg=dict(layer_decay_rate=0.8))
 
-param_scheduler = stage_lr_schedulers([0, max_epochs],
-                                      warmup_epochs=warmup_epochs,
-                                      start_factor=0.,
-                                      eta_min=1e-6)
-train_cfg = dict(max_epochs=max_epochs)
+param_scheduler, train_cfg = finetune_schedule(max_epochs, warmup_epochs)

@@ -20,7 +20,7 @@ from mmpretrain.engine.optimizers import \
 
 from ...utils.registration import register_everywhere
 
-__all__ = ['LayerDecayOptimWrapperConstructor']
+__all__ = ['LayerDecayOptimWrapperConstructor', 'layer_decay_adamw']
 
 NO_DECAY_KEYS = ('pos_embed', 'cls_token', 'mask_token',
                  'relative_position_bias_table')
@@ -78,3 +78,16 @@ class LayerDecayOptimWrapperConstructor(
 
 register_everywhere(LayerDecayOptimWrapperConstructor,
                     'OPTIM_WRAPPER_CONSTRUCTORS')
+
+
+def layer_decay_adamw(layer_decay_rate: float, lr: float = 1e-4) -> dict:
+    """``optim_wrapper`` of the det / seg fine-tunes (official recipe): AMP,
+    AdamW (0.9, 0.999) with weight decay 0.05, this constructor. It
+    replaces the base's wrapper as a whole (``_delete_``)."""
+    return dict(
+        _delete_=True,
+        type='AmpOptimWrapper',
+        optimizer=dict(
+            type='AdamW', lr=lr, betas=(0.9, 0.999), weight_decay=0.05),
+        constructor='LayerDecayOptimWrapperConstructor',
+        paramwise_cfg=dict(layer_decay_rate=layer_decay_rate))

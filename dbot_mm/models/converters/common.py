@@ -261,3 +261,16 @@ def summary(report: ConversionReport, cfg: Optional[dict], out_path: str,
                   Config(dict(**{cfg_name: cfg})).pretty_text.strip()]
     lines.append(f'saved {out_path}')
     return '\n'.join(lines)
+
+
+def converter_parser(doc: str, src_help: str,
+                     dst_help: str = 'output .pth',
+                     src: str = 'src',
+                     dst: str = 'dst') -> argparse.ArgumentParser:
+    """The parser every converter script starts from: the first line of
+    its docstring as description, then the input and output files."""
+    parser = argparse.ArgumentParser(description=doc.split('\n')[0])
+    parser.add_argument(src, help=src_help)
+    parser.add_argument(dst, help=dst_help)
+    return parser
+
