@@ -119,9 +119,10 @@ def run_pretrain(row, seed, args, paths, data):
     if res:
         log(f'{row} seed {seed}: cached')
         return res
-    res = reuse_demo_seed(row, seed, r, key, data, work_dir)
-    if res:
-        return res
+    if not args.no_reuse:
+        res = reuse_demo_seed(row, seed, r, key, data, work_dir)
+        if res:
+            return res
     log(f'{row} seed {seed}: stages {stages}')
     t0 = time.time()
     runner = Runner.from_cfg(cfg)
@@ -227,6 +228,9 @@ def main(argv=None):
                     'runs at a time (the thread count changes float rounding; '
                     'keep it fixed within a study)')
     ap.add_argument('--force', action='store_true')
+    ap.add_argument('--no-reuse', action='store_true',
+                    help='train the 3 x 5 row even where the demo study has '
+                    'that seed (its monitor then runs every epoch)')
     args = ap.parse_args(argv)
     import torch
     torch.set_num_threads(args.threads)
