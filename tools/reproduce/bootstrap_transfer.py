@@ -108,12 +108,13 @@ def run_one(task, name, encoder, seed, checkpoint, args, data_root):
 
 
 def best_dbot_row(work_dir):
-    """The dBOT row with the highest mean linear probe over the seeds that
-    finished (the issue's "best dBOT encoder"), and that mean."""
+    """The bootstrapped row (2 or more stages) with the highest mean linear
+    probe over the seeds that finished, and that mean: what dBOT adds to
+    the 1-stage random teacher is the bootstrapped one."""
     import statistics
     best = None
-    for row, (_, target, _) in ROWS.items():
-        if target != 'dbot':
+    for row, (_, target, epochs) in ROWS.items():
+        if target != 'dbot' or len(epochs) < 2:
             continue
         vals = []
         for seed in range(10):
