@@ -6,6 +6,7 @@ import json
 import os
 import os.path as osp
 import statistics
+import warnings
 
 import demo_study
 from bootstrap_study import BASELINE, ROWS, TOTAL_EPOCHS
@@ -93,12 +94,17 @@ def _curve_plot(runs, path):
         ys = np.array([[dict((int(e), v) for e, v in r['monitor']).get(x,
                                                                      np.nan)
                         for x in xs] for r in rs])
-        m = np.nanmean(ys, 0)
+        with np.errstate(all='ignore'), warnings.catch_warnings():
+            warnings.simplefilter('ignore', RuntimeWarning)  # 1-seed epochs
+            m = np.nanmean(ys, 0)
+            s = np.nanstd(ys, 0, ddof=1)
+        every = [r for r in rs if not r.get('source')]
+        seeds = (f'{len(rs)} seeds' if len(every) == len(rs) else
+                 f'{len(rs)} seeds at stage ends, {len(every)} per epoch')
         line, = ax.plot(xs, m, marker='o', ms=3,
                         label=f'{label} ({" + ".join(map(str, epochs))} ep, '
-                        f'{len(rs)} seeds)')
+                        f'{seeds})')
         if len(rs) > 1:
-            s = np.nanstd(ys, 0, ddof=1)
             ax.fill_between(xs, m - s, m + s, color=line.get_color(),
                             alpha=.15)
         for b in rs[0]['stages'][1:-1]:
