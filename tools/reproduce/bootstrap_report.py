@@ -11,22 +11,12 @@ import warnings
 import demo_study
 from bootstrap_study import BASELINE, ROWS, TOTAL_EPOCHS
 from bootstrap_transfer import SETTINGS
+from mini_study import _verdict
 
 DOCS = osp.join(demo_study.REPO, 'docs')
 FIG_DIR = osp.join(DOCS, 'mini_study')
 FLAT = 1.0  # points: one standard error of a 2,000-query kNN near 70 %
 CMD = 'python tools/reproduce/bootstrap_study.py'
-
-
-def _load(root):
-    out = []
-    if osp.isdir(root):
-        for d in sorted(os.listdir(root)):
-            f = osp.join(root, d, 'result.json')
-            if osp.isfile(f):
-                with open(f) as fh:
-                    out.append(json.load(fh))
-    return out
 
 
 def _ms(xs):
@@ -43,11 +33,9 @@ def _delta(xs):
         return 'n/a', 'n/a'
     m = statistics.fmean(xs)
     if len(xs) < 2:
-        return f'{m:+.1f} (1 seed)', 'one seed: not resolved'
+        return f'{m:+.1f} (1 seed)', _verdict(xs)
     se = statistics.stdev(xs) / len(xs)**.5
-    verdict = ('within noise' if abs(m) <= 2 * se else
-               'higher' if m > 0 else 'lower')
-    return f'{m:+.1f} ± {se:.1f}', verdict
+    return f'{m:+.1f} ± {se:.1f}', _verdict(xs)
 
 
 def _paired(runs, row, base, key):
@@ -129,7 +117,7 @@ def _findings(name):
 
 
 def pretrain_section(work_dir):
-    runs = _load(osp.join(work_dir, 'pretrain'))
+    runs = list(demo_study._load(work_dir, 'pretrain').values())
     train = [r for r in runs if r['row'] != 'random_init']
     if not train:
         return None
@@ -231,7 +219,10 @@ def pretrain_section(work_dir):
 
 
 def transfer_section(work_dir):
-    runs = _load_transfer(osp.join(work_dir, 'transfer'))
+    root = osp.join(work_dir, 'transfer')
+    runs = [r for name in (sorted(os.listdir(root)) if osp.isdir(root)
+                           else [])
+            for r in demo_study._load(root, name).values()]
     if not runs:
         return None
     enc = sorted({r['encoder'] for r in runs if r['encoder'] != 'random_init'})
@@ -279,13 +270,6 @@ def transfer_section(work_dir):
                      ' | '.join(cells) + ' |')
     return '\n'.join(lines + _findings('transfer'))
 
-
-def _load_transfer(root):
-    out = []
-    if osp.isdir(root):
-        for setting in sorted(os.listdir(root)):
-            out += _load(osp.join(root, setting))
-    return out
 
 
 def write(work_dir):

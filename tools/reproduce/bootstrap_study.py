@@ -29,7 +29,6 @@ completed across sittings; ``report`` writes the docs from the cache.
     python tools/reproduce/bootstrap_study.py report
 """
 import argparse
-import copy
 import json
 import os
 import os.path as osp
@@ -40,6 +39,7 @@ HERE = osp.dirname(osp.abspath(__file__))
 sys.path.insert(0, HERE)
 
 import demo_study  # noqa: E402
+from mini_study import EvalData, score, untrained_backbone  # noqa: E402
 from dbot_mm.utils.config_arch import mae_model  # noqa: E402
 
 REPO = demo_study.REPO
@@ -89,23 +89,8 @@ def pretrain_cfg(row, seed, work_dir, fm_root, digits_root):
     return cfg, stages, r
 
 
-def _cached(path, key):
-    if osp.isfile(path):
-        with open(path) as f:
-            res = json.load(f)
-        if res.get('key') == key:
-            return res
-    return None
-
-
 def eval_data(fm_root):
-    from mini_study import EvalData
     return EvalData(fm_root, mean=[55.9] * 3, std=[84.9] * 3)
-
-
-def score(backbone, data):
-    from mini_study import score as _score
-    return _score(backbone, data)
 
 
 def run_pretrain(row, seed, args, paths, data):
@@ -115,7 +100,7 @@ def run_pretrain(row, seed, args, paths, data):
     out = osp.join(work_dir, 'result.json')
     cfg, stages, r = pretrain_cfg(row, seed, work_dir, *paths)
     key = json.dumps(dict(r, target=ROWS[row][1]), sort_keys=True)
-    res = None if args.force else _cached(out, key)
+    res = None if args.force else demo_study.cached(out, key)
     if res:
         log(f'{row} seed {seed}: cached')
         return res
@@ -186,22 +171,15 @@ def reuse_demo_seed(row, seed, r, key, data, work_dir):
 
 
 def run_random_init(seed, args, paths, data):
-    from mmengine.registry import init_default_scope
-    from mmengine.runner import set_random_seed
-    from mmpretrain.registry import MODELS
     work_dir = osp.join(args.work_dir, 'pretrain', f'random_init_seed{seed}')
     out = osp.join(work_dir, 'result.json')
     cfg, _, r = pretrain_cfg(BASELINE, seed, work_dir, *paths)
     key = json.dumps(r, sort_keys=True)
-    res = None if args.force else _cached(out, key)
+    res = None if args.force else demo_study.cached(out, key)
     if res:
         return res
-    init_default_scope('mmpretrain')
-    set_random_seed(seed)
-    model = MODELS.build(cfg.model)
-    model.init_weights()
     res = dict(row='random_init', seed=seed, key=key,
-               **score(model.backbone, data))
+               **score(untrained_backbone(cfg.model, seed), data))
     os.makedirs(work_dir, exist_ok=True)
     with open(out, 'w') as f:
         json.dump(res, f)

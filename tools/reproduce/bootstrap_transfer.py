@@ -13,6 +13,7 @@ import os
 import os.path as osp
 import time
 
+import demo_study
 from bootstrap_study import ROWS, log
 
 # what a transfer run is described by; per-setting changes below
@@ -78,12 +79,10 @@ def run_one(task, name, encoder, seed, checkpoint, args, data_root):
                         f'{task}_{encoder}_seed{seed}')
     out = osp.join(work_dir, 'result.json')
     key = json.dumps(dict(s, task=task, checkpoint=checkpoint), sort_keys=True)
-    if osp.isfile(out) and not args.force:
-        with open(out) as f:
-            res = json.load(f)
-        if res.get('key') == key:
-            log(f'transfer {name} {task} {encoder} seed {seed}: cached')
-            return res
+    res = None if args.force else demo_study.cached(out, key)
+    if res:
+        log(f'transfer {name} {task} {encoder} seed {seed}: cached')
+        return res
     root = mosaic(s, data_root)
     cfg = task_cfg(task, s, checkpoint, root, work_dir, seed)
     log(f'transfer {name} {task} {encoder} seed {seed}')

@@ -155,17 +155,25 @@ def build_cfg(r, seed, work_dir, fm_root, digits_root):
     return cfg, stages
 
 
+def cached(path, key):
+    """A finished run's result, when it was made for ``key``."""
+    if osp.isfile(path):
+        with open(path) as f:
+            res = json.load(f)
+        if res.get('key') == key:
+            return res
+    return None
+
+
 def run(name, r, seed, group, args, fm_root, digits_root):
     from mmengine.runner import Runner
     work_dir = osp.join(args.work_dir, group, f'{name}_seed{seed}')
     out = osp.join(work_dir, 'result.json')
     key = json.dumps(r, sort_keys=True)
-    if osp.isfile(out) and not args.force:
-        with open(out) as f:
-            res = json.load(f)
-        if res.get('key') == key:
-            print(f'[demo_study] {group}/{name} seed {seed}: cached')
-            return res
+    res = None if args.force else cached(out, key)
+    if res:
+        print(f'[demo_study] {group}/{name} seed {seed}: cached')
+        return res
     cfg, stages = build_cfg(r, seed, work_dir, fm_root, digits_root)
     print(f'[demo_study] {group}/{name} seed {seed}: stages {stages}',
           flush=True)

@@ -339,11 +339,20 @@ def run_pretrain(p, method, seed, data, paths, work_root, args):
     return result
 
 
-def random_init(p, seed, data, paths, work_root, args):
-    """Scores of the untrained student (dBOT's initialisation)."""
+def untrained_backbone(model_cfg, seed: int):
+    """The student encoder as a run with ``seed`` starts it."""
     from mmengine.registry import init_default_scope
     from mmengine.runner import set_random_seed
     from mmpretrain.registry import MODELS
+    init_default_scope('mmpretrain')
+    set_random_seed(seed)
+    model = MODELS.build(model_cfg)
+    model.init_weights()
+    return model.backbone
+
+
+def random_init(p, seed, data, paths, work_root, args):
+    """Scores of the untrained student (dBOT's initialisation)."""
     result_file = osp.join(work_root, f'random_init_seed{seed}.json')
     if osp.isfile(result_file) and not args.force:
         with open(result_file) as f:
@@ -352,12 +361,9 @@ def random_init(p, seed, data, paths, work_root, args):
             return result
     cfg, _ = pretrain_cfg(p, 'random_teacher', seed, paths['fashion_mnist'],
                           work_root, args.verbose)
-    init_default_scope('mmpretrain')
-    set_random_seed(seed)
-    model = MODELS.build(cfg.model)
-    model.init_weights()
-    scores = score(model.backbone, data)
-    props = analyse(model.backbone, data.val[:p['analysis_images']])
+    backbone = untrained_backbone(cfg.model, seed)
+    scores = score(backbone, data)
+    props = analyse(backbone, data.val[:p['analysis_images']])
     result = dict(method='random_init', seed=seed, preset_key=preset_key(p),
                   **scores, **props)
     os.makedirs(work_root, exist_ok=True)
