@@ -7,7 +7,7 @@
 # (96 x 2), 12 epochs in 2 stages and 1 warmup epoch per stage are the
 # base's.
 _base_ = ['./mini-study_dbot_fashion-mnist.py']
-from dbot_mm.engine.schedules import stage_recipe  # noqa: E402
+from dbot_mm.engine.schedules import monitored_stage_recipe  # noqa: E402,E501
 
 mini_study = dict(
     seeds=[0, 1, 2],
@@ -30,24 +30,8 @@ knn_monitor_size = (1000, 500)  # bank, queries
 
 train_dataloader = dict(batch_size=batch_size)
 optim_wrapper = dict(optimizer=dict(lr=mini_study['blr'] * batch_size / 256))
-knn_train_dataloader = dict(
-    _base_.knn_train_dataloader,
-    dataset=dict(
-        _base_.knn_train_dataloader.dataset, indices=knn_monitor_size[0]))
-knn_val_dataloader = dict(
-    _base_.knn_val_dataloader,
-    dataset=dict(
-        _base_.knn_val_dataloader.dataset, indices=knn_monitor_size[1]))
-param_scheduler, custom_hooks = stage_recipe(
-    _base_.stages,
-    _base_.teacher_depths,
-    warmup_epochs=_base_.warmup_epochs,
-    extra_hooks=[
-        dict(
-            _base_.custom_hooks[-1],  # the kNN monitor
-            train_dataloader=knn_train_dataloader,
-            val_dataloader=knn_val_dataloader,
-            interval=mini_study['knn_interval'],
-            eval_at_start=True)  # every curve starts at random init
-    ])
+(knn_train_dataloader, knn_val_dataloader, param_scheduler,
+ custom_hooks) = monitored_stage_recipe(_base_, _base_.stages, _base_.teacher_depths,
+                                        knn_monitor_size,
+                                        mini_study['knn_interval'])
 default_hooks = dict(logger=dict(interval=50))

@@ -4,7 +4,7 @@
 # each stage), dBOT only, no transfer; see mini-study_full.py for what the
 # script sets per run.
 _base_ = ['./mini-study_dbot_fashion-mnist.py']
-from dbot_mm.engine.schedules import stage_recipe  # noqa: E402
+from dbot_mm.engine.schedules import monitored_stage_recipe  # noqa: E402,E501
 
 mini_study = dict(
     seeds=[0],
@@ -34,26 +34,10 @@ model = dict(
     teacher=dict(arch=arch, depth=teacher_depths[0]))
 train_dataloader = dict(batch_size=batch_size)
 optim_wrapper = dict(optimizer=dict(lr=mini_study['blr'] * batch_size / 256))
-knn_train_dataloader = dict(
-    _base_.knn_train_dataloader,
-    dataset=dict(
-        _base_.knn_train_dataloader.dataset, indices=knn_monitor_size[0]))
-knn_val_dataloader = dict(
-    _base_.knn_val_dataloader,
-    dataset=dict(
-        _base_.knn_val_dataloader.dataset, indices=knn_monitor_size[1]))
 train_cfg = dict(max_epochs=stages[-1])
-param_scheduler, custom_hooks = stage_recipe(
-    stages,
-    teacher_depths,
-    warmup_epochs=_base_.warmup_epochs,
-    extra_hooks=[
-        dict(
-            _base_.custom_hooks[-1],  # the kNN monitor
-            train_dataloader=knn_train_dataloader,
-            val_dataloader=knn_val_dataloader,
-            interval=mini_study['knn_interval'],
-            eval_at_start=True)
-    ])
+(knn_train_dataloader, knn_val_dataloader, param_scheduler,
+ custom_hooks) = monitored_stage_recipe(_base_, stages, teacher_depths,
+                                        knn_monitor_size,
+                                        mini_study['knn_interval'])
 default_hooks = dict(
     logger=dict(interval=50), checkpoint=dict(interval=stages[-1]))

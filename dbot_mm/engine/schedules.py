@@ -28,7 +28,8 @@ from mmpretrain.registry import PARAM_SCHEDULERS
 
 __all__ = [
     'StageLinearLR', 'StageCosineAnnealingLR', 'stage_lr_schedulers',
-    'stage_recipe', 'official_stage_recipe', 'finetune_schedule',
+    'stage_recipe', 'official_stage_recipe', 'monitored_stage_recipe',
+    'finetune_schedule',
     'step_lr_schedulers', 'check_stages'
 ]
 
@@ -217,6 +218,37 @@ def official_stage_recipe(stages: Sequence[int],
         warmup_epochs=warmup_epochs,
         reinit_student=True,
         reset_optimizer=False)
+
+
+def monitored_stage_recipe(base, stages: Sequence[int],
+                           teacher_depths: Sequence[int],
+                           knn_monitor_size: Tuple[int, int],
+                           knn_interval: int) -> tuple:
+    """:func:`stage_recipe` of a config that re-sizes the kNN monitor of its
+    ``base`` (whose last custom hook is the monitor, with
+    ``knn_train_dataloader`` / ``knn_val_dataloader`` and ``warmup_epochs``).
+
+    mmengine does not recompute what a base derived from the variables a
+    child overrides, so a child that changes the stages or the monitor sizes
+    must rebuild the loaders and hooks; this does it in one place.
+
+    Returns:
+        tuple: ``(knn_train_dataloader, knn_val_dataloader, param_scheduler,
+        custom_hooks)``; the monitor runs every ``knn_interval`` epochs (0:
+        at stage ends only) and once before training.
+    """
+    train, val = (
+        dict(loader, dataset=dict(loader['dataset'], indices=size))
+        for loader, size in zip((base['knn_train_dataloader'],
+                                 base['knn_val_dataloader']),
+                                knn_monitor_size))
+    monitor = dict(base['custom_hooks'][-1], train_dataloader=train,
+                   val_dataloader=val, interval=knn_interval,
+                   eval_at_start=True)  # every curve starts at random init
+    param_scheduler, custom_hooks = stage_recipe(
+        stages, teacher_depths, warmup_epochs=base['warmup_epochs'],
+        extra_hooks=[monitor])
+    return train, val, param_scheduler, custom_hooks
 
 
 def finetune_schedule(max_epochs: int, warmup_epochs: int,

@@ -89,6 +89,20 @@ def pretrain_cfg(row, seed, work_dir, fm_root, digits_root):
     return cfg, stages, r
 
 
+def pretrained_checkpoint(work_dir, row, seed):
+    """The final checkpoint of a finished pretraining run (a reused demo
+    seed keeps its own), or exit naming the command that makes it."""
+    f = osp.join(work_dir, 'pretrain', f'{row}_seed{seed}', 'result.json')
+    ckpt = None
+    if osp.isfile(f):
+        with open(f) as fh:
+            ckpt = json.load(fh).get('checkpoint')
+    if not ckpt or not osp.isfile(ckpt):
+        raise SystemExit(f'no checkpoint of {row} seed {seed} ({ckpt or f}); '
+                         f'run `pretrain --rows {row} --seeds {seed}` first')
+    return ckpt
+
+
 def eval_data(fm_root):
     return EvalData(fm_root, mean=[55.9] * 3, std=[84.9] * 3)
 
@@ -190,7 +204,7 @@ def run_random_init(seed, args, paths, data):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    ap.add_argument('what', choices=['pretrain', 'transfer', 'report'])
+    ap.add_argument('what', choices=['pretrain', 'transfer', 'probe', 'report'])
     ap.add_argument('--rows', nargs='+', default=None, choices=list(ROWS))
     ap.add_argument('--settings', nargs='+', default=None,
                     help='transfer settings (default: all)')
@@ -228,6 +242,9 @@ def main(argv=None):
     elif args.what == 'transfer':
         import bootstrap_transfer
         bootstrap_transfer.main(args, paths)
+    elif args.what == 'probe':
+        import bootstrap_probe
+        bootstrap_probe.main(args, paths)
 
 
 if __name__ == '__main__':

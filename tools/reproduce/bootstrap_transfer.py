@@ -14,7 +14,7 @@ import os.path as osp
 import time
 
 import demo_study
-from bootstrap_study import ROWS, log
+from bootstrap_study import ROWS, log, pretrained_checkpoint
 
 # what a transfer run is described by; per-setting changes below
 BASE = dict(num_train=600, num_val=200, scale=[0.75, 1.25], layer_decay=True,
@@ -134,11 +134,7 @@ def main(args, paths):
     data_root = osp.join(osp.dirname(paths[0]))
     encoder = args.encoder or best_dbot_row(args.work_dir)[0]
     for seed in args.seeds:
-        ckpt = osp.join(args.work_dir, 'pretrain', f'{encoder}_seed{seed}',
-                        'epoch_15.pth')
-        if not osp.isfile(ckpt):
-            raise SystemExit(f'transfer: {ckpt} is missing; run `pretrain '
-                             f'--rows {encoder} --seeds {seed}` first')
+        ckpt = pretrained_checkpoint(args.work_dir, encoder, seed)
         for name in args.settings or list(SETTINGS):
             for task in args.tasks:
                 for enc, c in ((encoder, ckpt), ('random_init', None)):
