@@ -105,8 +105,20 @@ def test_report_verdicts(tmp_path, monkeypatch):
     text = report.transfer_section(str(tmp_path / 'work'))
     row = next(line for line in text.splitlines()
                if line.startswith('| base |'))
-    assert '| 3 | – | – | – | 30.0 ± 1.0 / 29.2 ± 1.0 | +0.8 ± 0.7 | ' \
+    assert '| 0 | – | – | – | 3 | 30.0 ± 1.0 / 29.2 ± 1.0 | +0.8 ± 0.7 | ' \
         'within noise |' in row
+
+    pr = tmp_path / 'work' / 'probe'
+    pr.mkdir()
+    for seed in range(2):
+        for enc, m in (('random_init', 10.), ('dbot_3stage', 12. + seed)):
+            for res in (64, 32):
+                (pr / f'{enc}_seed{seed}_res{res}.json').write_text(
+                    json.dumps(dict(encoder=enc, seed=seed, res=res, mIoU=m,
+                                    object_acc=50. + m)))
+    text = report.transfer_section(str(tmp_path / 'work'))
+    assert '| dBOT, 3 stages | 2 | 12.5 ± 0.7 | 12.5 ± 0.7 | +2.5 ± 0.5 | ' \
+        '+2.5 ± 0.5 | 62.5 ± 0.7 | 62.5 ± 0.7 |' in text
 
 
 @pytest.mark.parametrize('xs,verdict', [([1., 1.2, 0.9], 'higher'),
@@ -114,3 +126,40 @@ def test_report_verdicts(tmp_path, monkeypatch):
                                         ([2.], 'one seed: not resolved')])
 def test_delta(xs, verdict):
     assert report._delta(xs)[1] == verdict
+
+
+def test_probe_labels_objects_and_miou(tmp_path):
+    """Each patch takes its majority label; each object is pooled from the
+    patches of its class; mIoU leaves the background out."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    import bootstrap_probe as probe
+    for sub in ('images', 'annotations'):
+        (tmp_path / 'ade' / sub / 'training').mkdir(parents=True)
+    seg = np.zeros((64, 64), np.uint8)
+    seg[0:3, 0:4] = 7  # 12 of the first 4 x 4 patch's 16 pixels
+    seg[8:16, 8:16] = 2  # one whole 8 x 8 patch of the 32 px grid
+    Image.fromarray(seg).save(tmp_path / 'ade/annotations/training/a.png')
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(
+        tmp_path / 'ade/images/training/a.jpg')
+    x, y = probe.scenes(str(tmp_path), 'train', 64)
+    assert x.shape == (1, 3, 64, 64) and y.shape == (256, )
+    assert y[0] == 7 and y[1] == 0 and y[2 * 16 + 2] == 2
+    assert y.bincount(minlength=11)[2] == 4
+    x, y = probe.scenes(str(tmp_path), 'train', 32)
+    assert x.shape == (1, 3, 32, 32) and y.shape == (64, )
+    assert y[0] == 0 and y[8 + 1] == 2 and int((y > 0).sum()) == 1
+
+    feats = torch.arange(64.).view(64, 1).repeat(1, 2)
+    labels = torch.zeros(64, dtype=torch.long)
+    labels[[3, 5]] = 4
+    labels[10] = 1
+    pooled, lab = probe.objects(feats, labels, 32)
+    assert lab.tolist() == [1, 4] and pooled[:, 0].tolist() == [10., 4.]
+
+    gt = torch.tensor([0, 1, 1, 2, 2, 0])
+    pred = torch.tensor([0, 1, 0, 2, 2, 2])
+    # class 1: 1 / 2; class 2: 2 / 3; background not counted
+    assert probe.miou(pred, gt) == pytest.approx(100 * (1 / 2 + 2 / 3) / 2)

@@ -3,8 +3,8 @@ same encoder at random initialisation on the mosaic det / seg tasks.
 
 Every setting changes one thing against ``base`` (the mini study's transfer
 recipe at the demo's ViT 128 x 4): the number of training scenes (at the
-same number of iterations), layer decay, the learning rate, or the size of
-the objects. Seed ``s`` fine-tunes the seed-``s`` pretrained encoder and the
+same number of iterations), layer decay, the learning rate, the size of
+the objects, or the length of fine-tuning. Seed ``s`` fine-tunes the seed-``s`` pretrained encoder and the
 seed-``s`` random init; the val scenes are fixed per mosaic set.
 """
 import copy
@@ -31,6 +31,9 @@ SETTINGS = {
     'pretrain-scale': ('objects 1.0-1.4 x 28 px, the sizes pretraining saw '
                        '(28 px items, RandomResizedCrop of 0.5-1 of the area)',
                        dict(scale=[1.0, 1.4])),
+    'short': ('a quarter of the iterations (det 1 epoch, seg 100 steps): '
+              'where a better start should show most',
+              dict(det_epochs=1, seg_iters=100)),
 }
 ARCH = dict(embed_dims=128, num_layers=4, num_heads=4,
             feedforward_channels=512)
