@@ -685,8 +685,15 @@ def write_report(path, p, preset, results, inits, tasks, best, timings,
                 0).mean(1)) + ' |'
         for label, runs in groups if runs
     ]
+    summary = osp.join(fig_dir, 'summary.md')
+    if osp.isfile(summary):  # the hand-written reading, kept across runs
+        with open(summary) as f:
+            summary = f.read().rstrip('\n') + '\n\n'
+    else:
+        summary = ''
     text = parts['report'].substitute(
         date=datetime.date.today().isoformat(), preset=preset, **a,
+        summary=summary,
         decoder_dims=p['decoder']['dims'],
         decoder_depth=p['decoder']['depth'], num_train=p['num_train'],
         num_val=p['num_val'], epochs=p['epochs'],
