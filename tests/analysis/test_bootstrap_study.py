@@ -116,9 +116,17 @@ def test_report_verdicts(tmp_path, monkeypatch):
                 (pr / f'{enc}_seed{seed}_res{res}.json').write_text(
                     json.dumps(dict(encoder=enc, seed=seed, res=res, mIoU=m,
                                     object_acc=50. + m)))
+    for seed in range(2):
+        for enc, acc in (('random_init', 70.), ('dbot_3stage', 75. + seed)):
+            (pr / f'layout_{enc}_seed{seed}.json').write_text(json.dumps(
+                dict(encoder=enc, seed=seed, fm32=acc, pad64=acc - 1,
+                     shift64=60., up64=acc)))
     text = report.transfer_section(str(tmp_path / 'work'))
     assert '| dBOT, 3 stages | 2 | 12.5 ± 0.7 | 12.5 ± 0.7 | +2.5 ± 0.5 | ' \
         '+2.5 ± 0.5 | 62.5 ± 0.7 | 62.5 ± 0.7 |' in text
+    assert '| dBOT, 3 stages | 2 | 75.5 ± 0.7 | 74.5 ± 0.7 | 60.0 ± 0.0 | ' \
+        '75.5 ± 0.7 | +5.5 ± 0.5 | +5.5 ± 0.5 | +0.0 ± 0.0 | +5.5 ± 0.5 |' \
+        in text
 
 
 @pytest.mark.parametrize('xs,verdict', [([1., 1.2, 0.9], 'higher'),
@@ -163,3 +171,26 @@ def test_probe_labels_objects_and_miou(tmp_path):
     pred = torch.tensor([0, 1, 0, 2, 2, 2])
     # class 1: 1 / 2; class 2: 2 / 3; background not counted
     assert probe.miou(pred, gt) == pytest.approx(100 * (1 / 2 + 2 / 3) / 2)
+
+
+def test_probe_layouts():
+    """The layouts move the same pixels: padding keeps every item pixel,
+    the shifted copy holds the item once, the black canvas is the
+    normalised zero."""
+    import torch
+
+    import bootstrap_probe as probe
+    x = torch.randn(3, 3, 32, 32)
+    lay = probe.layouts(x, seed=0)
+    assert set(lay) == set(probe.LAYOUTS)
+    assert lay['fm32'] is x
+    assert torch.equal(lay['pad64'][:, :, 16:48, 16:48], x)
+    black = (0 - probe.MEAN[0]) / probe.STD[0]
+    assert torch.all(lay['pad64'][:, :, :16] == black)
+    for i in range(3):
+        s = lay['shift64'][i, 0]
+        ys, xs = torch.nonzero(s != black, as_tuple=True)
+        dy, dx = int(ys.min()), int(xs.min())
+        assert torch.equal(lay['shift64'][i, :, dy:dy + 32, dx:dx + 32],
+                           x[i])
+    assert lay['up64'].shape == (3, 3, 64, 64)

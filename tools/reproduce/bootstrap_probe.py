@@ -161,8 +161,69 @@ def probe_one(name, seed, res, data, work_dir, force=False):
     return res_
 
 
+def layouts(images, seed=0):
+    """The Fashion-MNIST val / train images (32 px, normalised) placed as
+    the scenes place objects, one change at a time: ``fm32`` as pretraining
+    saw them; ``pad64`` centred on a 64 px black canvas (same pixels per
+    object, 16 x 16 grid, interpolated position table); ``shift64`` at a
+    random place on that canvas; ``up64`` resized to 64 px (the object
+    twice as large in patches)."""
+    import torch.nn.functional as F
+    black = (0 - MEAN[0]) / STD[0]
+    g = torch.Generator().manual_seed(seed)
+    pad = F.pad(images, (16, 16, 16, 16), value=black)
+    shift = torch.full_like(pad, black)
+    for i, (dy, dx) in enumerate(torch.randint(0, 33, (len(images), 2),
+                                               generator=g).tolist()):
+        shift[i, :, dy:dy + 32, dx:dx + 32] = images[i]
+    return dict(fm32=images, pad64=pad, shift64=shift,
+                up64=F.interpolate(images, scale_factor=2, mode='bicubic',
+                                   align_corners=False))
+
+
+LAYOUTS = ('fm32', 'pad64', 'shift64', 'up64')
+LAYOUT_ENCODERS = ('random_init', 'random_teacher', 'dbot_3stage', 'mae')
+
+
+def layout_probe(name, seed, data, work_dir, force=False):
+    """Linear probe (mean patch token) of one frozen encoder on the
+    Fashion-MNIST images in every layout of :func:`layouts`."""
+    from dbot_mm.analysis import linear_probe
+    out = osp.join(work_dir, 'probe', f'layout_{name}_seed{seed}.json')
+    if osp.isfile(out) and not force:
+        with open(out) as f:
+            return json.load(f)
+    (xt, yt), (xv, yv) = data
+    res = dict(encoder=name, seed=seed)
+    for lay in LAYOUTS:
+        size = xt[lay].shape[-1]
+        model = encoder(name, seed, work_dir, size)
+        per = (size // 4)**2
+        ft = patch_tokens(model, xt[lay]).view(-1, per, 128).mean(1)
+        fv = patch_tokens(model, xv[lay]).view(-1, per, 128).mean(1)
+        pred = linear_probe(ft, yt, fv, num_classes=10)
+        res[lay] = 100 * float((pred == yv).float().mean())
+    with open(out, 'w') as f:
+        json.dump(res, f)
+    log(f'layout probe {name} seed {seed}: ' +
+        ', '.join(f'{k} {res[k]:.1f}' for k in LAYOUTS))
+    return res
+
+
 def main(args, paths):
     import bootstrap_transfer
+    from mini_study import read_split
+
+    from dbot_mm.analysis import load_images
+    fm = []
+    for split, n in (('train', 5000), ('val', 2000)):
+        files, labels = read_split(paths[0], split)
+        x = load_images(files[:n], (32, 32), MEAN, STD, to_rgb=False)
+        fm.append((layouts(x, seed=len(fm)), labels[:n]))
+    for seed in args.seeds:
+        for name in LAYOUT_ENCODERS:
+            layout_probe(name, seed, fm, args.work_dir, args.force)
+
     root = bootstrap_transfer.mosaic(bootstrap_transfer.setting('base'),
                                      osp.dirname(paths[0]))
     data = {r: (scenes(root, 'train', r), scenes(root, 'val', r))

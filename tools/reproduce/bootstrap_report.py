@@ -2,6 +2,7 @@
 ``docs/mini_study.md`` (blocks ``bootstrap`` and ``transfer``) and their
 figure, from the cached runs. The reading of each table is hand-written in
 ``docs/mini_study/{bootstrap,transfer}_findings.md`` and included as is."""
+import glob
 import json
 import os
 import os.path as osp
@@ -218,11 +219,29 @@ def pretrain_section(work_dir):
     return '\n'.join(lines + _findings('bootstrap'))
 
 
+def final_train_loss(run_dir):
+    """Mean training loss over the last quarter of a run's steps, from the
+    scalars mmengine logged (its newest log), or None."""
+    logs = sorted(glob.glob(osp.join(run_dir, '*', 'vis_data',
+                                     'scalars.json')))
+    if not logs:
+        return None
+    with open(logs[-1]) as f:
+        rows = [json.loads(line) for line in f if line.strip()]
+    steps = [(r['step'], r['loss']) for r in rows if 'loss' in r]
+    if not steps:
+        return None
+    last = max(s for s, _ in steps)
+    return statistics.fmean(v for s, v in steps if s > 0.75 * last)
+
+
 def transfer_section(work_dir):
     root = osp.join(work_dir, 'transfer')
-    runs = [r for name in (sorted(os.listdir(root)) if osp.isdir(root)
-                           else [])
-            for r in demo_study._load(root, name).values()]
+    runs = []
+    for name in sorted(os.listdir(root)) if osp.isdir(root) else []:
+        for d, r in demo_study._load(root, name).items():
+            runs.append(dict(r, train_loss=final_train_loss(
+                osp.join(root, name, d))))
     if not runs:
         return None
     enc = sorted({r['encoder'] for r in runs if r['encoder'] != 'random_init'})
@@ -266,9 +285,53 @@ def transfer_section(work_dir):
         if cells.count('–') == 6:
             continue
         lines.append(f'| {name} | {what} | ' + ' | '.join(cells) + ' |')
+    lines += loss_table(runs)
     lines += probe_table(work_dir)
+    lines += layout_table(work_dir)
     return '\n'.join(lines + _findings('transfer'))
 
+
+
+def loss_table(runs):
+    """Does the pretrained encoder fit the training scenes faster or
+    slower: the final training loss of every pair, per setting."""
+    lines = [
+        '', '### Training loss at the end of fine-tuning', '',
+        'Mean training loss (the sum of the task\'s losses, as mmengine logs '
+        'it) over the last quarter of each run\'s steps, from its '
+        '`vis_data/scalars.json`; Δ pretrained minus random init, paired by '
+        'seed, ± its standard error. A positive Δ with a lower score means '
+        'the pretrained start fits the training scenes more slowly, not that '
+        'it overfits them.', '',
+        '| setting | det seeds | det loss: pretrained / random | Δ det loss '
+        '| seg seeds | seg loss: pretrained / random | Δ seg loss |',
+        '|---|---|---|---|---|---|---|',
+    ]
+    for name in SETTINGS:
+        cells = []
+        for task in ('det', 'seg'):
+            rs = [r for r in runs if r['setting'] == name
+                  and r['task'] == task and r['train_loss'] is not None]
+            pre = {r['seed']: r['train_loss'] for r in rs
+                   if r['encoder'] != 'random_init'}
+            ran = {r['seed']: r['train_loss'] for r in rs
+                   if r['encoder'] == 'random_init'}
+            both = sorted(set(pre) & set(ran))
+            if not both:
+                cells += ['0', '–', '–']
+                continue
+            fmt = lambda xs: (f'{xs[0]:.3f}' if len(xs) == 1 else  # noqa
+                              f'{statistics.fmean(xs):.3f} ± '
+                              f'{statistics.stdev(xs):.3f}')
+            d = [pre[s] - ran[s] for s in both]
+            se = '' if len(d) < 2 else \
+                f' ± {statistics.stdev(d) / len(d)**.5:.3f}'
+            cells += [str(len(both)), f'{fmt([pre[s] for s in both])} / '
+                      f'{fmt([ran[s] for s in both])}',
+                      f'{statistics.fmean(d):+.3f}{se}']
+        if cells.count('–') < 4:
+            lines.append(f'| {name} | ' + ' | '.join(cells) + ' |')
+    return lines if len(lines) > 8 else []
 
 
 def probe_table(work_dir):
@@ -277,7 +340,7 @@ def probe_table(work_dir):
     root = osp.join(work_dir, 'probe')
     runs = {}
     for f in sorted(os.listdir(root)) if osp.isdir(root) else []:
-        if f.endswith('.json'):
+        if f.endswith('.json') and not f.startswith('layout_'):
             with open(osp.join(root, f)) as fh:
                 r = json.load(fh)
             runs[r['encoder'], r['seed'], r['res']] = r
@@ -322,6 +385,51 @@ def probe_table(work_dir):
                     xs = [runs[enc, s, res][metric] for s in got]
                     cells.append(_ms(xs) if xs else '–')
         lines.append(f'| {label.get(enc, enc)} | {len(seeds)} | ' +
+                     ' | '.join(cells) + ' |')
+    return lines
+
+
+def layout_table(work_dir):
+    """The layout probe (``probe``): where between the pretraining images
+    and the scenes the pretrained encoder's lead goes."""
+    from bootstrap_probe import LAYOUT_ENCODERS, LAYOUTS
+    runs = {}
+    for f in glob.glob(osp.join(work_dir, 'probe', 'layout_*.json')):
+        with open(f) as fh:
+            r = json.load(fh)
+        runs[r['encoder'], r['seed']] = r
+    if not runs:
+        return []
+    what = dict(fm32='32 px, as pretrained', pad64='centred on 64 px',
+                shift64='anywhere on 64 px', up64='resized to 64 px')
+    lines = [
+        '', '### Frozen encoders on Fashion-MNIST images laid out as scenes',
+        '', f'Generated by `{CMD} report` from `{CMD} probe`. Linear probe '
+        '(mean last-block patch token, the classifier above) on 5,000 '
+        'Fashion-MNIST train images against 2,000 test images, each frozen '
+        'encoder seeing the images as pretraining did (32 px), centred on a '
+        '64 px black canvas (the same pixels per item; the 16 x 16 grid and '
+        'interpolated position table of fine-tuning), placed anywhere on '
+        'it, or resized to 64 px. Accuracy, mean ± std over seeds, then '
+        'each encoder minus the students\' random init (paired by seed, '
+        '± its standard error).', '',
+        '| encoder | seeds | ' + ' | '.join(what[k] for k in LAYOUTS) + ' | '
+        + ' | '.join(f'Δ {what[k]}' for k in LAYOUTS) + ' |',
+        '|---|---|' + '---|' * (2 * len(LAYOUTS)),
+    ]
+    label = dict((k, v[0]) for k, v in ROWS.items())
+    label['random_init'] = 'random init (the students\' start)'
+    for enc in LAYOUT_ENCODERS:
+        seeds = sorted(s for e, s in runs if e == enc)
+        if not seeds:
+            continue
+        cells = [_ms([runs[enc, s][k] for s in seeds]) for k in LAYOUTS]
+        for k in LAYOUTS:
+            xs = [runs[enc, s][k] - runs['random_init', s][k] for s in seeds
+                  if ('random_init', s) in runs]
+            cells.append('–' if enc == 'random_init' or not xs
+                         else _delta(xs)[0])
+        lines.append(f'| {label[enc]} | {len(seeds)} | ' +
                      ' | '.join(cells) + ' |')
     return lines
 
