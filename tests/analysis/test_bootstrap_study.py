@@ -18,7 +18,8 @@ import bootstrap_transfer as transfer  # noqa: E402
 def test_every_row_has_the_same_budget():
     assert {sum(e) for _, _, e in study.ROWS.values()} == {
         study.TOTAL_EPOCHS}
-    assert [len(e) for _, _, e in study.ROWS.values()] == [1, 2, 3, 1]
+    assert [len(e) for _, _, e in study.ROWS.values()] == [1, 2, 3, 1, 3]
+    assert set(study.SHIFT) < set(study.ROWS)
 
 
 def test_row_configs(tmp_path):

@@ -182,12 +182,14 @@ def layouts(images, seed=0):
 
 
 LAYOUTS = ('fm32', 'pad64', 'shift64', 'up64')
-LAYOUT_ENCODERS = ('random_init', 'random_teacher', 'dbot_3stage', 'mae')
+LAYOUT_ENCODERS = ('random_init', 'random_teacher', 'dbot_3stage', 'mae',
+                   'dbot_3stage_shift')
 
 
 def layout_probe(name, seed, data, work_dir, force=False):
     """Linear probe (mean patch token) of one frozen encoder on the
-    Fashion-MNIST images in every layout of :func:`layouts`."""
+    Fashion-MNIST images in every layout of :func:`layouts` (2,000 train
+    images against 1,000 test images)."""
     from dbot_mm.analysis import linear_probe
     out = osp.join(work_dir, 'probe', f'layout_{name}_seed{seed}.json')
     if osp.isfile(out) and not force:
@@ -216,13 +218,27 @@ def main(args, paths):
 
     from dbot_mm.analysis import load_images
     fm = []
-    for split, n in (('train', 5000), ('val', 2000)):
+    for split, n in (('train', 2000), ('val', 1000)):
         files, labels = read_split(paths[0], split)
         x = load_images(files[:n], (32, 32), MEAN, STD, to_rgb=False)
         fm.append((layouts(x, seed=len(fm)), labels[:n]))
     for seed in args.seeds:
         for name in LAYOUT_ENCODERS:
-            layout_probe(name, seed, fm, args.work_dir, args.force)
+            if ready(name, seed, args.work_dir):
+                layout_probe(name, seed, fm, args.work_dir, args.force)
+
+
+def ready(name, seed, work_dir):
+    """Whether the encoder exists (the untrained ones always do); a
+    pretraining run that has not finished is skipped with a note."""
+    if name in ('random_init', 'transfer_init'):
+        return True
+    try:
+        pretrained_checkpoint(work_dir, name, seed)
+        return True
+    except SystemExit as e:
+        log(f'probe: skipped ({e})')
+        return False
 
     root = bootstrap_transfer.mosaic(bootstrap_transfer.setting('base'),
                                      osp.dirname(paths[0]))
@@ -230,8 +246,10 @@ def main(args, paths):
             for r in RESOLUTIONS}
     for seed in args.seeds:
         for name in ENCODERS:
-            for r in RESOLUTIONS:
-                probe_one(name, seed, r, data, args.work_dir, args.force)
+            if ready(name, seed, args.work_dir):
+                for r in RESOLUTIONS:
+                    probe_one(name, seed, r, data, args.work_dir,
+                              args.force)
 
 
 if __name__ == '__main__':  # pragma: no cover

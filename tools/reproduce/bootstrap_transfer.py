@@ -115,8 +115,9 @@ def best_dbot_row(work_dir):
     the 1-stage random teacher is the bootstrapped one."""
     import statistics
     best = None
+    from bootstrap_study import SHIFT
     for row, (_, target, epochs) in ROWS.items():
-        if target != 'dbot' or len(epochs) < 2:
+        if target != 'dbot' or len(epochs) < 2 or row in SHIFT:
             continue
         vals = []
         for seed in range(10):
