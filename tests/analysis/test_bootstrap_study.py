@@ -195,3 +195,38 @@ def test_probe_layouts():
         assert torch.equal(lay['shift64'][i, :, dy:dy + 32, dx:dx + 32],
                            x[i])
     assert lay['up64'].shape == (3, 3, 64, 64)
+
+
+def test_probe_main_runs_both_probes(monkeypatch):
+    """``probe`` runs the scene probe for every encoder and resolution, then
+    the layout probe, skipping encoders whose pretraining has not run."""
+    import types
+
+    import torch
+
+    import bootstrap_probe as probe
+    import bootstrap_transfer
+    import mini_study
+
+    import dbot_mm.analysis
+    calls = []
+    monkeypatch.setattr(bootstrap_transfer, 'mosaic', lambda s, root: root)
+    monkeypatch.setattr(probe, 'scenes', lambda root, split, res: split)
+    monkeypatch.setattr(mini_study, 'read_split',
+                        lambda root, split: (['f'] * 3, torch.zeros(3)))
+    monkeypatch.setattr(dbot_mm.analysis, 'load_images',
+                        lambda *a, **k: torch.zeros(3, 3, 32, 32))
+    monkeypatch.setattr(probe, 'ready', lambda name, seed, wd:
+                        name != 'dbot_3stage_shift')
+    monkeypatch.setattr(probe, 'probe_one', lambda name, seed, res, *a:
+                        calls.append(('scene', name, seed, res)))
+    monkeypatch.setattr(probe, 'layout_probe', lambda name, seed, *a:
+                        calls.append(('layout', name, seed)))
+    args = types.SimpleNamespace(seeds=[0], work_dir='w', force=False)
+    probe.main(args, ['data/fm'])
+    scene = [c for c in calls if c[0] == 'scene']
+    assert {c[1] for c in scene} == set(probe.ENCODERS) - {
+        'dbot_3stage_shift'}
+    assert len(scene) == len(probe.RESOLUTIONS) * (len(probe.ENCODERS) - 1)
+    assert [c[1] for c in calls if c[0] == 'layout'] == [
+        e for e in probe.LAYOUT_ENCODERS if e != 'dbot_3stage_shift']

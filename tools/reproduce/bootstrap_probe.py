@@ -217,6 +217,16 @@ def main(args, paths):
     from mini_study import read_split
 
     from dbot_mm.analysis import load_images
+    root = bootstrap_transfer.mosaic(bootstrap_transfer.setting('base'),
+                                     osp.dirname(paths[0]))
+    data = {r: (scenes(root, 'train', r), scenes(root, 'val', r))
+            for r in RESOLUTIONS}
+    for seed in args.seeds:
+        for name in ENCODERS:
+            if ready(name, seed, args.work_dir):
+                for r in RESOLUTIONS:
+                    probe_one(name, seed, r, data, args.work_dir,
+                              args.force)
     fm = []
     for split, n in (('train', 2000), ('val', 1000)):
         files, labels = read_split(paths[0], split)
@@ -239,17 +249,6 @@ def ready(name, seed, work_dir):
     except SystemExit as e:
         log(f'probe: skipped ({e})')
         return False
-
-    root = bootstrap_transfer.mosaic(bootstrap_transfer.setting('base'),
-                                     osp.dirname(paths[0]))
-    data = {r: (scenes(root, 'train', r), scenes(root, 'val', r))
-            for r in RESOLUTIONS}
-    for seed in args.seeds:
-        for name in ENCODERS:
-            if ready(name, seed, args.work_dir):
-                for r in RESOLUTIONS:
-                    probe_one(name, seed, r, data, args.work_dir,
-                              args.force)
 
 
 if __name__ == '__main__':  # pragma: no cover
