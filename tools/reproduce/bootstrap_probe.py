@@ -18,6 +18,11 @@ Two input scales:
   position table is interpolated from the 8 x 8 one of pretraining);
 * ``32``: the scenes resized to 32 px, the pretraining input size (an
   8 x 8 grid, the position table as trained, objects half as many pixels).
+
+The layout probe (:func:`layout_probe`) then asks where, between the
+pretraining images and the scenes, an encoder's image-level lead goes: the
+same Fashion-MNIST images as pretrained, centred on the 64 px canvas,
+anywhere on it, or resized to it.
 """
 import json
 import os
@@ -200,9 +205,10 @@ def layout_probe(name, seed, data, work_dir, force=False):
     for lay in LAYOUTS:
         size = xt[lay].shape[-1]
         model = encoder(name, seed, work_dir, size)
-        per = (size // 4)**2
-        ft = patch_tokens(model, xt[lay]).view(-1, per, 128).mean(1)
-        fv = patch_tokens(model, xv[lay]).view(-1, per, 128).mean(1)
+        per = (size // 4)**2  # patches per image
+        ft, fv = (patch_tokens(model, x[lay]) for x in (xt, xv))
+        ft = ft.view(-1, per, ft.shape[-1]).mean(1)
+        fv = fv.view(-1, per, fv.shape[-1]).mean(1)
         pred = linear_probe(ft, yt, fv, num_classes=10)
         res[lay] = 100 * float((pred == yv).float().mean())
     with open(out, 'w') as f:
