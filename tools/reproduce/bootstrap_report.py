@@ -20,23 +20,24 @@ FLAT = 1.0  # points: one standard error of a 2,000-query kNN near 70 %
 CMD = 'python tools/reproduce/bootstrap_study.py'
 
 
-def _ms(xs):
+def _ms(xs, digits=1):
     """'mean ± sample std' (or the value alone for one seed)."""
     if len(xs) == 1:
-        return f'{xs[0]:.1f}'
-    return f'{statistics.fmean(xs):.1f} ± {statistics.stdev(xs):.1f}'
+        return f'{xs[0]:.{digits}f}'
+    return (f'{statistics.fmean(xs):.{digits}f} ± '
+            f'{statistics.stdev(xs):.{digits}f}')
 
 
-def _delta(xs):
+def _delta(xs, digits=1):
     """Mean paired difference ± its standard error, and the verdict: more
     than twice the standard error away from 0, or within noise."""
     if not xs:
         return 'n/a', 'n/a'
     m = statistics.fmean(xs)
     if len(xs) < 2:
-        return f'{m:+.1f} (1 seed)', _verdict(xs)
+        return f'{m:+.{digits}f} (1 seed)', _verdict(xs)
     se = statistics.stdev(xs) / len(xs)**.5
-    return f'{m:+.1f} ± {se:.1f}', _verdict(xs)
+    return f'{m:+.{digits}f} ± {se:.{digits}f}', _verdict(xs)
 
 
 def _paired(runs, row, base, key):
@@ -235,19 +236,21 @@ def final_train_loss(run_dir):
     return statistics.fmean(v for s, v in steps if s > 0.75 * last)
 
 
-def _pair_cells(runs, setting, task, encoder):
+def _pair_cells(runs, setting, task, encoder, key=None, digits=1):
     """Seeds, 'pretrained / random', paired Δ and verdict of one encoder
-    against random init in one setting and task."""
-    metric = METRIC[task]
-    rs = [r for r in runs if r['setting'] == setting and r['task'] == task]
-    pre = {r['seed']: r[metric] for r in rs if r['encoder'] == encoder}
-    ran = {r['seed']: r[metric] for r in rs if r['encoder'] == 'random_init'}
+    against random init in one setting and task (``key``: the task's
+    score unless given)."""
+    key = key or METRIC[task]
+    rs = [r for r in runs if r['setting'] == setting and r['task'] == task
+          and r.get(key) is not None]
+    pre = {r['seed']: r[key] for r in rs if r['encoder'] == encoder}
+    ran = {r['seed']: r[key] for r in rs if r['encoder'] == 'random_init'}
     both = sorted(set(pre) & set(ran))
     if not both:
         return ['0', '–', '–', '–']
-    d, v = _delta([pre[s] - ran[s] for s in both])
-    return [str(len(both)), f'{_ms([pre[s] for s in both])} / '
-            f'{_ms([ran[s] for s in both])}', d, v]
+    d, v = _delta([pre[s] - ran[s] for s in both], digits)
+    return [str(len(both)), f'{_ms([pre[s] for s in both], digits)} / '
+            f'{_ms([ran[s] for s in both], digits)}', d, v]
 
 
 METRIC = dict(det='coco/bbox_mAP', seg='mIoU')
@@ -308,15 +311,14 @@ def transfer_section(work_dir):
                 if cells.count('–') < 6:
                     lines.append(f'| {ROWS[enc][0]} | {name} | ' +
                                  ' | '.join(cells) + ' |')
-    runs = [r for r in runs if r['encoder'] in (main, 'random_init')]
-    lines += loss_table(runs)
+    lines += loss_table(runs, main)
     lines += probe_table(work_dir)
     lines += layout_table(work_dir)
     return '\n'.join(lines + _findings('transfer'))
 
 
 
-def loss_table(runs):
+def loss_table(runs, main):
     """Does the pretrained encoder fit the training scenes faster or
     slower: the final training loss of every pair, per setting."""
     lines = [
@@ -332,27 +334,8 @@ def loss_table(runs):
         '|---|---|---|---|---|---|---|',
     ]
     for name in SETTINGS:
-        cells = []
-        for task in ('det', 'seg'):
-            rs = [r for r in runs if r['setting'] == name
-                  and r['task'] == task and r['train_loss'] is not None]
-            pre = {r['seed']: r['train_loss'] for r in rs
-                   if r['encoder'] != 'random_init'}
-            ran = {r['seed']: r['train_loss'] for r in rs
-                   if r['encoder'] == 'random_init'}
-            both = sorted(set(pre) & set(ran))
-            if not both:
-                cells += ['0', '–', '–']
-                continue
-            fmt = lambda xs: (f'{xs[0]:.3f}' if len(xs) == 1 else  # noqa
-                              f'{statistics.fmean(xs):.3f} ± '
-                              f'{statistics.stdev(xs):.3f}')
-            d = [pre[s] - ran[s] for s in both]
-            se = '' if len(d) < 2 else \
-                f' ± {statistics.stdev(d) / len(d)**.5:.3f}'
-            cells += [str(len(both)), f'{fmt([pre[s] for s in both])} / '
-                      f'{fmt([ran[s] for s in both])}',
-                      f'{statistics.fmean(d):+.3f}{se}']
+        cells = [c for task in ('det', 'seg') for c in _pair_cells(
+            runs, name, task, main, 'train_loss', digits=3)[:3]]
         if cells.count('–') < 4:
             lines.append(f'| {name} | ' + ' | '.join(cells) + ' |')
     return lines if len(lines) > 8 else []

@@ -92,7 +92,8 @@ def pretrain_cfg(row, seed, work_dir, fm_root, digits_root):
                             if h['type'] != 'StageBootstrapHook']
     if row in SHIFT:
         pipe = cfg.train_dataloader.dataset.pipeline
-        pipe.insert(1, dict(type='RandomCrop', crop_size=bb_size(cfg),
+        pipe.insert(1, dict(type='RandomCrop',
+                            crop_size=cfg.model.backbone.img_size,
                             padding=SHIFT[row], pad_val=0))
     for h in cfg.custom_hooks:
         if h['type'] == 'KNNMonitorHook':
@@ -115,10 +116,6 @@ def pretrained_checkpoint(work_dir, row, seed):
         raise SystemExit(f'no checkpoint of {row} seed {seed} ({ckpt or f}); '
                          f'run `pretrain --rows {row} --seeds {seed}` first')
     return ckpt
-
-
-def bb_size(cfg):
-    return cfg.model.backbone.img_size
 
 
 def eval_data(fm_root):
