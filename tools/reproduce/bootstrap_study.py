@@ -57,10 +57,10 @@ ROWS = {
 BASELINE = 'random_teacher'  # rows are paired against it
 # rows that change the data, not the method: each image is shifted by up to
 # this many pixels in x and y (zero padding, then a 32 px crop) before the
-# demo's RandomResizedCrop, so items are no longer always centred. A probe
-# of the transfer study found the demo encoder's features tied to centred
-# items; these rows test that, and are not candidates for `transfer`'s
-# default encoder.
+# demo's RandomResizedCrop, so items are no longer always centred (the
+# mosaic scenes put them anywhere). They test whether pretraining on centred
+# items is what costs the encoder in transfer, and are not candidates for
+# `transfer`'s default encoder.
 SHIFT = {'dbot_3stage_shift': 12}
 
 
@@ -219,7 +219,8 @@ def run_random_init(seed, args, paths, data):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    ap.add_argument('what', choices=['pretrain', 'transfer', 'probe', 'report'])
+    ap.add_argument('what',
+                    choices=['pretrain', 'transfer', 'probe', 'report'])
     ap.add_argument('--rows', nargs='+', default=None, choices=list(ROWS))
     ap.add_argument('--settings', nargs='+', default=None,
                     help='transfer settings (default: all)')

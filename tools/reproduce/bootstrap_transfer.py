@@ -4,8 +4,9 @@ same encoder at random initialisation on the mosaic det / seg tasks.
 Every setting changes one thing against ``base`` (the mini study's transfer
 recipe at the demo's ViT 128 x 4): the number of training scenes (at the
 same number of iterations), layer decay, the learning rate, the size of
-the objects, or the length of fine-tuning. Seed ``s`` fine-tunes the seed-``s`` pretrained encoder and the
-seed-``s`` random init; the val scenes are fixed per mosaic set.
+the objects, or the length of fine-tuning. Seed ``s`` fine-tunes the
+seed-``s`` pretrained encoder and the seed-``s`` random init; the val scenes
+are fixed per mosaic set.
 """
 import copy
 import json
@@ -14,7 +15,7 @@ import os.path as osp
 import time
 
 import demo_study
-from bootstrap_study import ROWS, log, pretrained_checkpoint
+from bootstrap_study import ROWS, SHIFT, log, pretrained_checkpoint
 
 # what a transfer run is described by; per-setting changes below
 BASE = dict(num_train=600, num_val=200, scale=[0.75, 1.25], layer_decay=True,
@@ -115,7 +116,6 @@ def best_dbot_row(work_dir):
     the 1-stage random teacher is the bootstrapped one."""
     import statistics
     best = None
-    from bootstrap_study import SHIFT
     for row, (_, target, epochs) in ROWS.items():
         if target != 'dbot' or len(epochs) < 2 or row in SHIFT:
             continue
